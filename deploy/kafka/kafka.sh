@@ -90,8 +90,11 @@ up() {
   echo $! > "$pidfile"
   say "started pid $(cat "$pidfile") on 127.0.0.1:$port; log: $log"
   local deadline=$((started + 120))
+  local pid
+  pid=$(cat "$pidfile")
   until port_open && answers; do
-    if ! our_pid >/dev/null; then say "broker exited during start-up; last log lines:"; tail -n 30 "$log" >&2; exit 1; fi
+    # kill -0, not our_pid: until bash has exec'd java the cmdline differs.
+    if ! kill -0 "$pid" 2>/dev/null || ! [ -r "/proc/$pid/cmdline" ] || [ -z "$(tr -d '\0' < "/proc/$pid/cmdline")" ]; then say "broker exited during start-up; last log lines:"; tail -n 30 "$log" >&2; exit 1; fi
     if [ "$(date +%s)" -ge "$deadline" ]; then say "broker did not answer within 120 s"; down; exit 1; fi
     sleep 0.5
   done

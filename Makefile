@@ -1,0 +1,49 @@
+# event-poller developer commands. `make help` lists them.
+SHELL := /bin/bash
+KAFKA := deploy/kafka/kafka.sh
+CARGO ?= cargo
+
+.PHONY: help build test lint unit integration kafka-up kafka-down kafka-status demo bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## build the binaries (release)
+	$(CARGO) build --release --bins
+
+lint: ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit: ## unit tests and doc tests (no broker needed)
+	$(CARGO) test --lib --bins
+	$(CARGO) test --doc
+
+# Integration tests need the real broker; it is brought down even when a
+# test fails, and the test's exit status is kept.
+integration: ## integration tests against a local Kafka (started and stopped here)
+	$(CARGO) test --test '*' --no-run
+	$(MAKE) kafka-up
+	status=0; $(CARGO) test --test '*' -- --test-threads=2 || status=$$?; \
+	  $(MAKE) kafka-down; exit $$status
+
+test: lint unit integration ## everything CI runs: lint, unit, Kafka up, integration, Kafka down
+
+kafka-up: ## start the local single-node Kafka (idempotent)
+	$(KAFKA) up
+
+kafka-down: ## stop the local Kafka started by kafka-up (idempotent)
+	$(KAFKA) down
+
+kafka-status: ## is the local Kafka running and answering?
+	$(KAFKA) status
+
+demo: ## the end-to-end demo (arrives with the poll workers)
+	@echo "make demo arrives with the poll workers (see README: Status)." >&2; exit 2
+
+bench: ## benchmarks, each against a baseline measured in the same run
+	$(CARGO) bench
+
+clean: kafka-down ## stop Kafka, remove build output and the local Kafka data
+	$(CARGO) clean
+	rm -rf .cache/kafka/run-*
