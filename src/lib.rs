@@ -15,8 +15,11 @@
 //! - [`sandbox`]: the Keap-compatible simulator behind the `keap-sandbox` binary;
 //!   never on the service's path.
 
+pub mod checkpoint;
+pub mod event;
 pub mod instance;
 pub mod javadate;
+pub mod partition;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;

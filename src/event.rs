@@ -1,0 +1,279 @@
+//! Change → Kafka record: key, JSON value and CloudEvents headers. Pure, so
+//! a redone window produces byte-identical events (same `eventId`, same
+//! value), which is what lets consumers and tests recognise them.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::checkpoint::JobId;
+
+/// Namespace of our UUIDv5 event ids (a fixed random UUID: changing it
+/// changes every event id).
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5c1e_8a0e_3b7d_4f0a_9d2b_6e4f_a1c3_7b90);
+
+/// The CloudEvents `type` prefix; the full type is `PREFIX.<objectType>.<eventType>`.
+pub const CE_TYPE_PREFIX: &str = "io.event-poller";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventType {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "CREATED",
+            EventType::Updated => "UPDATED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// What every record of one job shares.
+#[derive(Debug, Clone)]
+pub struct EventContext<'a> {
+    pub job: &'a JobId,
+    pub element_key: &'a str,
+    /// The instance's `event.notification.callback.url`, passed on as a
+    /// header for downstream delivery; empty means none.
+    pub callback_url: Option<&'a str>,
+}
+
+/// A record ready to send: owned bytes, no Kafka types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// One detected change.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub object_id: &'a str,
+    pub event_type: EventType,
+    pub updated_at: DateTime<Utc>,
+    pub raw: &'a RawValue,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventValue<'a> {
+    event_id: String,
+    object_id: &'a str,
+    object_type: &'a str,
+    event_type: EventType,
+    event_date: String,
+    element_key: &'a str,
+    instance_id: &'a str,
+    raw: &'a RawValue,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeadLetterValue<'a> {
+    reason: &'a str,
+    object_type: &'a str,
+    element_key: &'a str,
+    instance_id: &'a str,
+    raw: &'a RawValue,
+}
+
+/// Deterministic: instance, resource, objectId and updatedAt name a change.
+pub fn event_id(job: &JobId, object_id: &str, updated_at: DateTime<Utc>) -> uuid::Uuid {
+    let name = format!(
+        "{}\0{}\0{}\0{}",
+        job.instance,
+        job.resource,
+        object_id,
+        rfc3339(updated_at)
+    );
+    uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The event record for one change. `eventDate` is the record's updated
+/// time (not the time of the poll) so that a redone window repeats it
+/// exactly.
+pub fn event_record(ctx: &EventContext<'_>, change: &Change<'_>) -> OutRecord {
+    let id = event_id(ctx.job, change.object_id, change.updated_at).to_string();
+    let date = rfc3339(change.updated_at);
+    let value = EventValue {
+        event_id: id.clone(),
+        object_id: change.object_id,
+        object_type: &ctx.job.resource,
+        event_type: change.event_type,
+        event_date: date.clone(),
+        element_key: ctx.element_key,
+        instance_id: &ctx.job.instance,
+        raw: change.raw,
+    };
+    let ce_type = format!(
+        "{CE_TYPE_PREFIX}.{}.{}",
+        ctx.job.resource,
+        change.event_type.as_str().to_ascii_lowercase()
+    );
+    OutRecord {
+        key: Some(change.object_id.to_string()),
+        value: to_vec(&value),
+        headers: headers(ctx, id, ce_type, date, Some(change.object_id)),
+    }
+}
+
+/// A record whose id or dates could not be read: the reason and the raw
+/// record, keyed by the object id when it could be read.
+pub fn dead_letter_record(
+    ctx: &EventContext<'_>,
+    object_id: Option<&str>,
+    reason: &str,
+    raw: &RawValue,
+    window_start: DateTime<Utc>,
+) -> OutRecord {
+    // Deterministic too: the same bad record in the same window gets the
+    // same id.
+    let name = format!(
+        "dead\0{}\0{}\0{}\0{}",
+        ctx.job.instance,
+        ctx.job.resource,
+        rfc3339(window_start),
+        raw.get()
+    );
+    let id = uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string();
+    let value = DeadLetterValue {
+        reason,
+        object_type: &ctx.job.resource,
+        element_key: ctx.element_key,
+        instance_id: &ctx.job.instance,
+        raw,
+    };
+    let ce_type = format!("{CE_TYPE_PREFIX}.{}.deadletter", ctx.job.resource);
+    OutRecord {
+        key: object_id.map(str::to_string),
+        value: to_vec(&value),
+        headers: headers(ctx, id, ce_type, rfc3339(window_start), object_id),
+    }
+}
+
+fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    // Structs of strings and already-valid raw JSON always serialise.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// CloudEvents 1.0 Kafka protocol binding, binary mode.
+fn headers(
+    ctx: &EventContext<'_>,
+    id: String,
+    ce_type: String,
+    time: String,
+    subject: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        ("ce_specversion", "1.0".to_string()),
+        ("ce_id", id),
+        (
+            "ce_source",
+            format!("event-poller/{}/{}", ctx.element_key, ctx.job.instance),
+        ),
+        ("ce_type", ce_type),
+        ("ce_time", time),
+        ("content-type", "application/json".to_string()),
+    ];
+    if let Some(s) = subject {
+        h.push(("ce_subject", s.to_string()));
+    }
+    if let Some(url) = ctx.callback_url.filter(|u| !u.is_empty()) {
+        h.push(("callback-url", url.to_string()));
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn event_value_keeps_the_raw_record_byte_for_byte() {
+        let job = JobId::new("shop", "orders");
+        let ctx = EventContext {
+            job: &job,
+            element_key: "infusionsoftecommerce",
+            callback_url: Some("https://example.test/cb"),
+        };
+        let r = raw(
+            r#"{"id":7,"total":1.10,"big":12345678901234567890,"modification_date":"2024-01-01T00:00:00.000+0000"}"#,
+        );
+        let at = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let rec = event_record(
+            &ctx,
+            &Change {
+                object_id: "7",
+                event_type: EventType::Updated,
+                updated_at: at,
+                raw: &r,
+            },
+        );
+        let text = String::from_utf8(rec.value.clone()).unwrap();
+        assert!(text.ends_with(&format!(r#""raw":{}}}"#, r.get())), "{text}");
+        let v: serde_json::Value = serde_json::from_slice(&rec.value).unwrap();
+        assert_eq!(v["objectId"], "7");
+        assert_eq!(v["objectType"], "orders");
+        assert_eq!(v["eventType"], "UPDATED");
+        assert_eq!(v["eventDate"], "2024-01-01T00:00:00Z");
+        assert_eq!(v["elementKey"], "infusionsoftecommerce");
+        assert_eq!(v["instanceId"], "shop");
+        assert_eq!(rec.key.as_deref(), Some("7"));
+        let h: std::collections::HashMap<_, _> = rec.headers.iter().cloned().collect();
+        assert_eq!(h["ce_specversion"], "1.0");
+        assert_eq!(h["ce_id"], v["eventId"].as_str().unwrap());
+        assert_eq!(h["ce_type"], "io.event-poller.orders.updated");
+        assert_eq!(h["ce_subject"], "7");
+        assert_eq!(h["callback-url"], "https://example.test/cb");
+
+        // Same change, same bytes; a different updatedAt is a different event.
+        let again = event_record(
+            &ctx,
+            &Change {
+                object_id: "7",
+                event_type: EventType::Updated,
+                updated_at: at,
+                raw: &r,
+            },
+        );
+        assert_eq!(again, rec);
+        assert_ne!(
+            event_id(&job, "7", at),
+            event_id(&job, "7", at + chrono::Duration::milliseconds(1))
+        );
+    }
+
+    #[test]
+    fn dead_letters_carry_reason_and_raw() {
+        let job = JobId::new("shop", "orders");
+        let ctx = EventContext {
+            job: &job,
+            element_key: "k",
+            callback_url: None,
+        };
+        let r = raw(r#"{"title":"no id"}"#);
+        let rec = dead_letter_record(&ctx, None, "missing id field 'id'", &r, Utc::now());
+        let v: serde_json::Value = serde_json::from_slice(&rec.value).unwrap();
+        assert_eq!(v["reason"], "missing id field 'id'");
+        assert_eq!(v["raw"]["title"], "no id");
+        assert_eq!(rec.key, None);
+        assert!(!rec.headers.iter().any(|(k, _)| *k == "callback-url"));
+    }
+}
