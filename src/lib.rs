@@ -20,6 +20,7 @@ pub mod event;
 pub mod instance;
 pub mod javadate;
 pub mod partition;
+pub mod publish;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;

@@ -48,3 +48,53 @@ pub async fn create_topics(topics: &[NewTopic<'_>]) {
 pub fn topic(name: &str, partitions: i32) -> NewTopic<'_> {
     NewTopic::new(name, partitions, TopicReplication::Fixed(1))
 }
+
+/// Every `(key, value)` of every partition of `topic` visible to a
+/// `read_committed` reader, read until each partition reports its end.
+pub async fn read_committed_values(topic: &str) -> Vec<(String, String)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config()
+            .set("group.id", unique("reader"))
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata.topics()[0].partitions().len();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&topic, p as i32, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut ended = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while ended.len() < partitions {
+            assert!(std::time::Instant::now() < deadline, "no end of {topic}");
+            match consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                Some(Err(e)) => panic!("consume {topic}: {e}"),
+                Some(Ok(m)) => out.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                )),
+            }
+        }
+        out
+    })
+    .await
+    .expect("reader")
+}

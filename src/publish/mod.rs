@@ -1,0 +1,236 @@
+//! Transactional publishing: one producer per owned state-topic partition.
+//!
+//! Each poll is one Kafka transaction holding its events, its dead letters
+//! and the job's new checkpoint. The producer's `transactional.id` is derived
+//! from the state partition, so whoever takes the partition over calls
+//! `init_transactions` with the same id and the broker fences the previous
+//! owner (aborting its open transaction): a paused zombie can never commit
+//! for a job it no longer owns.
+
+mod restore;
+
+pub use restore::{Restored, restore_partition};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use crate::event::OutRecord;
+
+/// How long `init/commit/abort_transaction` may block. Larger than a broker
+/// failover, smaller than `transaction.timeout.ms`.
+pub const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Kafka errors in the three classes the job loop acts on.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Try the same transaction again later (e.g. coordinator moving).
+    #[error("retriable Kafka error: {0}")]
+    Retriable(KafkaError),
+    /// The transaction was aborted; the window will be redone.
+    #[error("transaction aborted: {0}")]
+    MustAbort(KafkaError),
+    /// The producer is unusable (fenced by a newer owner, or a fatal
+    /// idempotence error): drop the partition and fence/restore again.
+    #[error("fatal producer error: {0}")]
+    Fatal(KafkaError),
+}
+
+impl PublishError {
+    fn classify(e: KafkaError) -> Self {
+        match &e {
+            KafkaError::Transaction(rd) if rd.is_fatal() => PublishError::Fatal(e),
+            KafkaError::Transaction(rd) if rd.txn_requires_abort() => PublishError::MustAbort(e),
+            KafkaError::Transaction(rd) if rd.is_retriable() => PublishError::Retriable(e),
+            _ => PublishError::MustAbort(e),
+        }
+    }
+
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, PublishError::Fatal(_))
+    }
+}
+
+/// Where each kind of record goes.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub events: String,
+    pub dead_letters: String,
+    pub state: String,
+}
+
+/// What one transaction writes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<OutRecord>,
+    pub dead_letters: Vec<OutRecord>,
+    /// `(key, value)` for the owned state partition; `None` deletes the key
+    /// (a compaction tombstone).
+    pub state: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The transactional producer of one state partition.
+#[derive(Clone)]
+pub struct PartitionProducer {
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    partition: i32,
+    topics: Arc<Topics>,
+}
+
+/// `<group>.<state topic>.<partition>`: stable across restarts and workers,
+/// unique per partition, so ownership and fencing follow the partition.
+pub fn transactional_id(group: &str, state_topic: &str, partition: i32) -> String {
+    format!("{group}.{state_topic}.{partition}")
+}
+
+impl PartitionProducer {
+    /// Creates the producer and fences every earlier owner of `partition`.
+    /// Blocks (off the async threads) until the broker has aborted any
+    /// transaction the previous owner left open.
+    ///
+    /// # Errors
+    /// The producer cannot be created or `init_transactions` fails.
+    pub async fn fence(
+        base: &ClientConfig,
+        group: &str,
+        topics: Arc<Topics>,
+        partition: i32,
+    ) -> Result<Self, PublishError> {
+        let mut config = base.clone();
+        config
+            .set(
+                "transactional.id",
+                transactional_id(group, &topics.state, partition),
+            )
+            .set("enable.idempotence", "true")
+            // Java's default partitioner, so events of one objectId land on
+            // the partition any Java client would choose too.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5");
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            config.create().map_err(PublishError::Fatal)?;
+        let producer = Arc::new(producer);
+        let p = producer.clone();
+        tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
+            .await
+            .map_err(|_| PublishError::Retriable(KafkaError::Canceled))?
+            .map_err(PublishError::classify)?;
+        Ok(Self {
+            producer,
+            partition,
+            topics,
+        })
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Writes `batch` in one transaction and commits it. On any error the
+    /// transaction is aborted before returning (unless the producer is
+    /// fatally broken), so nothing of the batch is ever visible to
+    /// `read_committed` readers.
+    ///
+    /// # Errors
+    /// The classified Kafka error.
+    pub async fn commit(&self, batch: Batch) -> Result<(), PublishError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.commit_blocking(batch))
+            .await
+            .map_err(|_| PublishError::MustAbort(KafkaError::Canceled))?
+    }
+
+    fn commit_blocking(&self, batch: Batch) -> Result<(), PublishError> {
+        self.producer
+            .begin_transaction()
+            .map_err(PublishError::classify)?;
+        match self.send_all(&batch).and_then(|()| {
+            self.producer
+                .commit_transaction(TXN_TIMEOUT)
+                .map_err(PublishError::classify)
+        }) {
+            Ok(()) => Ok(()),
+            Err(e @ PublishError::Fatal(_)) => Err(e),
+            Err(e) => {
+                if let Err(abort) = self.producer.abort_transaction(TXN_TIMEOUT) {
+                    return Err(PublishError::classify(abort));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn send_all(&self, batch: &Batch) -> Result<(), PublishError> {
+        for r in &batch.events {
+            self.send(
+                &self.topics.events,
+                None,
+                r.key.as_deref(),
+                Some(&r.value),
+                &r.headers,
+            )?;
+        }
+        for r in &batch.dead_letters {
+            self.send(
+                &self.topics.dead_letters,
+                None,
+                r.key.as_deref(),
+                Some(&r.value),
+                &r.headers,
+            )?;
+        }
+        for (key, value) in &batch.state {
+            self.send(
+                &self.topics.state,
+                Some(self.partition),
+                Some(key),
+                value.as_deref(),
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+        headers: &[(&'static str, String)],
+    ) -> Result<(), PublishError> {
+        let mut hs = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            hs = hs.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).headers(hs);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                // The local queue is full: let the background thread drain
+                // it, then try again. Anything else aborts the transaction.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(PublishError::classify(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Reading one state partition back: the latest checkpoint of each job and
+//! the latest (encrypted) token set of each instance.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::checkpoint::{Checkpoint, JobId, StateKey};
+
+/// The state of one partition as of its last stable offset.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub checkpoints: HashMap<JobId, Checkpoint>,
+    /// Encrypted token sets by instance id.
+    pub tokens: HashMap<String, Vec<u8>>,
+    /// Records that could not be read, with the reason; skipped, never fatal:
+    /// one bad record must not stop every job of the partition.
+    pub problems: Vec<String>,
+    pub records: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("restoring state partition {partition}: {source}")]
+    Kafka { partition: i32, source: KafkaError },
+    #[error("restoring state partition {partition}: no end of partition within {timeout:?}")]
+    Timeout { partition: i32, timeout: Duration },
+}
+
+/// Reads `partition` of `topic` with `read_committed` from the beginning to
+/// its end. Call it only after fencing the partition: then no earlier owner
+/// can commit behind the point read here.
+///
+/// # Errors
+/// Kafka errors, or the end not reached within `timeout`.
+pub async fn restore_partition(
+    base: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Restored, RestoreError> {
+    let mut config = base.clone();
+    config
+        .set("group.id", format!("restore.{topic}.{partition}"))
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || read(&config, &topic, partition, timeout))
+        .await
+        .map_err(|_| RestoreError::Kafka {
+            partition,
+            source: KafkaError::Canceled,
+        })?
+}
+
+fn read(
+    config: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Restored, RestoreError> {
+    let kafka = |source| RestoreError::Kafka { partition, source };
+    let consumer: BaseConsumer = config.create().map_err(kafka)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(kafka)?;
+    consumer.assign(&tpl).map_err(kafka)?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Restored::default();
+    while Instant::now() < deadline {
+        let msg = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
+            Some(Err(e)) => return Err(kafka(e)),
+            Some(Ok(m)) => m,
+        };
+        out.records += 1;
+        let Some(key) = msg.key().and_then(StateKey::decode) else {
+            out.problems
+                .push(format!("offset {}: unknown state key", msg.offset()));
+            continue;
+        };
+        match (key, msg.payload()) {
+            (StateKey::Job(job), None) => {
+                out.checkpoints.remove(&job);
+            }
+            (StateKey::Job(job), Some(bytes)) => {
+                let key_text = StateKey::Job(job.clone()).encode();
+                match Checkpoint::decode(&key_text, bytes) {
+                    Ok(c) => {
+                        out.checkpoints.insert(job, c);
+                    }
+                    Err(e) => out.problems.push(format!("offset {}: {e}", msg.offset())),
+                }
+            }
+            (StateKey::Token { instance }, None) => {
+                out.tokens.remove(&instance);
+            }
+            (StateKey::Token { instance }, Some(bytes)) => {
+                out.tokens.insert(instance, bytes.to_vec());
+            }
+        }
+    }
+    Err(RestoreError::Timeout { partition, timeout })
+}
