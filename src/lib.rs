@@ -26,3 +26,4 @@ pub mod secret;
 pub mod settings;
 pub mod template;
 pub mod validate;
+pub mod crypto;

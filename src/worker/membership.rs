@@ -1,0 +1,156 @@
+//! Membership in the workers' consumer group on the state topic: Kafka
+//! decides which worker owns which state partition (and so which jobs).
+//!
+//! The group consumer never reads records (its partitions are paused as
+//! soon as they are assigned; checkpoints are restored by a separate
+//! reader); it exists for assignment. It runs on its own thread because
+//! librdkafka calls the rebalance callbacks on the polling thread, and the
+//! revoke callback *waits* there until the partitions' jobs have stopped:
+//! only then may the group hand them to another worker.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// How long a revocation may wait for the partition's jobs to stop (an
+/// in-flight commit finishes or aborts). Beyond this, fencing still
+/// protects the data; the wait only avoids needless aborts.
+const REVOKE_WAIT: Duration = Duration::from_secs(90);
+
+/// What the group told this worker.
+#[derive(Debug)]
+pub enum Ownership {
+    Assigned(Vec<i32>),
+    /// Stop these partitions' jobs, then send on `done`.
+    Revoked(Vec<i32>, std_mpsc::Sender<()>),
+}
+
+struct GroupContext {
+    topic: String,
+    events: mpsc::UnboundedSender<Ownership>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let parts = partitions(tpl, &self.topic);
+            if parts.is_empty() {
+                return;
+            }
+            info!(message = "State partitions revoked.", partitions = ?parts);
+            let (done, wait) = std_mpsc::channel();
+            if self.events.send(Ownership::Revoked(parts, done)).is_ok()
+                && wait.recv_timeout(REVOKE_WAIT).is_err()
+            {
+                warn!(message = "Jobs did not stop before the revoke deadline; fencing protects the handover.");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            // Nothing is read through the group consumer.
+            if let Err(e) = consumer.pause(tpl) {
+                warn!(message = "Could not pause assigned partitions.", error = %e);
+            }
+            let parts = partitions(tpl, &self.topic);
+            info!(message = "State partitions assigned.", partitions = ?parts);
+            let _ = self.events.send(Ownership::Assigned(parts));
+        }
+    }
+}
+
+fn partitions(tpl: &rdkafka::TopicPartitionList, topic: &str) -> Vec<i32> {
+    let mut v: Vec<i32> = tpl
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| e.partition())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The running group member. Dropping it without [`Membership::leave`]
+/// also leaves the group (on the thread), but `leave` waits for it.
+pub struct Membership {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Membership {
+    /// Joins `group` on `topic`; ownership changes arrive on the returned
+    /// channel.
+    ///
+    /// # Errors
+    /// The consumer cannot be created or cannot subscribe.
+    pub fn join(
+        base: &ClientConfig,
+        group: &str,
+        topic: &str,
+    ) -> KafkaResult<(Self, mpsc::UnboundedReceiver<Ownership>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let context = GroupContext {
+            topic: topic.to_string(),
+            events: tx,
+        };
+        let consumer: BaseConsumer<GroupContext> = base
+            .clone()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("partition.assignment.strategy", "roundrobin")
+            // A worker that stops polling (or dies) loses its partitions
+            // after this long; others then take its jobs.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
+            .create_with_context(context)?;
+        consumer.subscribe(&[topic])?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("group-member".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                        warn!(message = "Group consumer error.", error = %e);
+                    }
+                }
+                // Leaving revokes every partition through the callback,
+                // which waits for the jobs, then tells the group.
+                consumer.unsubscribe();
+                let _ = consumer.poll(Duration::from_millis(100));
+            })
+            .map_err(|_| rdkafka::error::KafkaError::Canceled)?;
+        Ok((
+            Self {
+                stop,
+                thread: Some(thread),
+            },
+            rx,
+        ))
+    }
+
+    /// Leaves the group and waits for the member thread to end.
+    pub async fn leave(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,75 @@
+//! Creating the service's topics at start-up. "Already exists" is success:
+//! every worker runs this, and operators may have created them with their
+//! own settings, which are left alone.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("creating topics: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("cannot create topic {topic}: {code:?}")]
+    Refused {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("topic {topic} has no partitions or is missing")]
+    Missing { topic: String },
+}
+
+/// Creates the events, dead-letter and (compacted) state topics if missing.
+///
+/// # Errors
+/// A topic the broker refuses to create for any reason but existing.
+pub async fn ensure_topics(settings: &Settings) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> = settings.kafka_config().create()?;
+    let replication = TopicReplication::Fixed(settings.topic_replication_factor);
+    let topics = [
+        NewTopic::new(&settings.events_topic, settings.topic_partitions, replication),
+        NewTopic::new(&settings.dlq_topic, settings.topic_partitions, replication),
+        NewTopic::new(&settings.state_topic, settings.topic_partitions, replication)
+            .set("cleanup.policy", "compact"),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&topics, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicError::Refused { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// The number of partitions of `topic`, as the broker sees it: ownership is
+/// decided from this, never from a setting that could disagree.
+///
+/// # Errors
+/// Metadata cannot be fetched or the topic does not exist.
+pub async fn partition_count(settings: &Settings, topic: &str) -> Result<i32, TopicError> {
+    let admin: AdminClient<DefaultClientContext> = settings.kafka_config().create()?;
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(&topic), Duration::from_secs(30))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if n == 0 {
+            return Err(TopicError::Missing { topic });
+        }
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    })
+    .await
+    .map_err(|_| TopicError::Kafka(KafkaError::Canceled))?
+}
