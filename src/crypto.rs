@@ -41,18 +41,19 @@ impl StateKey {
         if bytes.len() != 32 {
             return Err(CryptoError::BadKey);
         }
-        Ok(Self(*Key::<Aes256Gcm>::from_slice(&bytes)))
+        let key = Key::<Aes256Gcm>::try_from(bytes.as_slice()).map_err(|_| CryptoError::BadKey)?;
+        Ok(Self(key))
     }
 
     /// `VERSION ‖ nonce ‖ ciphertext+tag`, with a random nonce.
     pub fn seal(&self, associated: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let cipher = Aes256Gcm::new(&self.0);
-        let nonce = Nonce::from_slice(&nonce_bytes);
+        let nonce = Nonce::from(nonce_bytes);
         // Encryption only fails for inputs beyond 64 GiB.
         let sealed = cipher
             .encrypt(
-                nonce,
+                &nonce,
                 Payload {
                     msg: plaintext,
                     aad: associated,
@@ -74,9 +75,10 @@ impl StateKey {
             return Err(CryptoError::Decrypt);
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Decrypt)?;
         Aes256Gcm::new(&self.0)
             .decrypt(
-                Nonce::from_slice(nonce),
+                &nonce,
                 Payload {
                     msg: body,
                     aad: associated,
@@ -97,14 +99,20 @@ mod tests {
         let k = StateKey::from_base64(KEY).unwrap();
         let sealed = k.seal(b"token/shop", b"refresh-token-value");
         assert!(!sealed.windows(7).any(|w| w == b"refresh"), "not in clear");
-        assert_eq!(k.open(b"token/shop", &sealed).unwrap(), b"refresh-token-value");
+        assert_eq!(
+            k.open(b"token/shop", &sealed).unwrap(),
+            b"refresh-token-value"
+        );
         assert_eq!(k.open(b"token/other", &sealed), Err(CryptoError::Decrypt));
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert_eq!(k.open(b"token/shop", &tampered), Err(CryptoError::Decrypt));
         let other = StateKey::from_base64("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=").unwrap();
-        assert_eq!(other.open(b"token/shop", &sealed), Err(CryptoError::Decrypt));
+        assert_eq!(
+            other.open(b"token/shop", &sealed),
+            Err(CryptoError::Decrypt)
+        );
         assert_eq!(format!("{k:?}"), "StateKey(***)");
     }
 

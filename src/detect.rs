@@ -13,7 +13,7 @@ use crate::event::EventType;
 use crate::instance::{DateField, Resource};
 
 /// One change to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DetectedChange<'a> {
     pub object_id: String,
     pub event_type: EventType,
@@ -25,7 +25,7 @@ pub struct DetectedChange<'a> {
 
 /// A record that cannot be read: it goes to the dead-letter topic, it never
 /// blocks the rest of the window and never vanishes silently.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DeadRecord<'a> {
     pub object_id: Option<String>,
     pub reason: String,
@@ -67,7 +67,11 @@ pub struct Window {
 /// overlap re-reads recent time on purpose: providers stamp records with
 /// their own (skewed) clock and some make changes visible late; the dedupe
 /// set makes the re-read harmless.
-pub fn window_start(watermark: DateTime<Utc>, resource: &Resource, overlap: TimeDelta) -> DateTime<Utc> {
+pub fn window_start(
+    watermark: DateTime<Utc>,
+    resource: &Resource,
+    overlap: TimeDelta,
+) -> DateTime<Utc> {
     let delay = TimeDelta::from_std(resource.poll_delay).unwrap_or(TimeDelta::MAX);
     watermark
         .checked_sub_signed(delay)
@@ -227,5 +231,220 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::checkpoint::JobId;
+    use crate::instance::{Instance, parse_str};
+
+    fn instance(extra: &str) -> Instance {
+        let text = format!(
+            r#"{{"element":{{"key":"infusionsoftecommerce"}},"name":"shop",
+              "configuration":{{"event.notification.enabled":"true",
+              "event.poller.configuration":{{"orders":{{
+                "url":"/hubs/ecommerce/orders?where=since='${{date:yyyy-MM-dd'T'HH:mm:ssXXX}}'",
+                "idField":"id" {extra},
+                "datesConfiguration":{{
+                  "updatedAtField":"modification_date","updatedAtFormat":"yyyy-MM-dd'T'HH:mm:ssXXX",
+                  "createdAtField":"creation_date","createdAtFormat":"yyyy-MM-dd'T'HH:mm:ssXXX"}}}}}}}}}}"#
+        );
+        parse_str(Path::new("shop.json"), &text).unwrap()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn rec(id: &str, created: &str, updated: &str) -> Box<RawValue> {
+        RawValue::from_string(format!(
+            r#"{{"id":{id},"creation_date":"{created}","modification_date":"{updated}","total":9.90}}"#
+        ))
+        .unwrap()
+    }
+
+    fn window(start: &str, poll_start: &str) -> Window {
+        Window {
+            start: t(start),
+            poll_start: t(poll_start),
+            overlap: TimeDelta::seconds(60),
+        }
+    }
+
+    fn start() -> Checkpoint {
+        Checkpoint::starting(JobId::new("shop", "orders"), t("2024-01-01T00:00:00Z"))
+    }
+
+    #[test]
+    fn created_and_updated_are_told_apart_within_the_tolerance() {
+        let inst = instance("");
+        let r = &inst.resources[0];
+        let records = [
+            rec("1", "2024-01-01T00:01:00Z", "2024-01-01T00:01:00Z"),
+            rec("2", "2024-01-01T00:01:00Z", "2024-01-01T00:01:01Z"),
+            rec("3", "2024-01-01T00:01:00Z", "2024-01-01T00:05:00Z"),
+        ];
+        let d = detect(
+            r,
+            &start(),
+            window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
+            &records,
+        );
+        let types: Vec<_> = d
+            .changes
+            .iter()
+            .map(|c| (c.object_id.as_str(), c.event_type))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("1", EventType::Created),
+                ("2", EventType::Created),
+                ("3", EventType::Updated)
+            ]
+        );
+        assert_eq!(d.next.watermark, t("2024-01-01T00:05:00Z"));
+        assert_eq!((d.next.polls, d.next.events), (1, 3));
+
+        let strict = instance(r#","createdCheckTolerance":"0""#);
+        let d = detect(
+            &strict.resources[0],
+            &start(),
+            window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
+            &records,
+        );
+        assert_eq!(d.changes[1].event_type, EventType::Updated);
+    }
+
+    #[test]
+    fn overlapping_windows_publish_each_change_once() {
+        let inst = instance("");
+        let r = &inst.resources[0];
+        // Two records share a timestamp across what would be a page boundary.
+        let first = [
+            rec("1", "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z"),
+            rec("2", "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z"),
+        ];
+        let d1 = detect(
+            r,
+            &start(),
+            window("2024-01-01T00:00:00Z", "2024-01-01T00:03:00Z"),
+            &first,
+        );
+        assert_eq!(d1.changes.len(), 2);
+        let cp = d1.next;
+        let next_start = window_start(cp.watermark, r, TimeDelta::seconds(60));
+        assert_eq!(next_start, t("2024-01-01T00:01:00Z"));
+        // The next window re-reads both, plus a third with the same time and
+        // a newer version of record 1.
+        let second = [
+            rec("1", "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z"),
+            rec("2", "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z"),
+            rec("3", "2024-01-01T00:02:00Z", "2024-01-01T00:02:00Z"),
+            rec("1", "2024-01-01T00:01:00Z", "2024-01-01T00:04:00Z"),
+            rec("1", "2024-01-01T00:01:00Z", "2024-01-01T00:04:00Z"),
+        ];
+        let w = Window {
+            start: next_start,
+            poll_start: t("2024-01-01T00:05:00Z"),
+            overlap: TimeDelta::seconds(60),
+        };
+        let d2 = detect(r, &cp, w, &second);
+        let got: Vec<_> = d2
+            .changes
+            .iter()
+            .map(|c| (c.object_id.clone(), c.updated_at))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("3".to_string(), t("2024-01-01T00:02:00Z")),
+                ("1".to_string(), t("2024-01-01T00:04:00Z"))
+            ]
+        );
+        assert_eq!(d2.duplicates, 3);
+        // Pairs older than the next window's start are forgotten.
+        assert_eq!(d2.next.watermark, t("2024-01-01T00:04:00Z"));
+        assert!(
+            d2.next
+                .seen
+                .iter()
+                .all(|s| s.updated_at >= t("2024-01-01T00:03:00Z"))
+        );
+    }
+
+    #[test]
+    fn unreadable_records_become_dead_letters_and_the_rest_still_publish() {
+        let inst = instance("");
+        let r = &inst.resources[0];
+        let records = [
+            RawValue::from_string(r#"{"title":"no id","modification_date":"2024-01-01T00:01:00Z"}"#.into()).unwrap(),
+            RawValue::from_string(r#"{"id":5,"creation_date":"2024-01-01T00:01:00Z","modification_date":"yesterday"}"#.into()).unwrap(),
+            RawValue::from_string(r#"[1,2]"#.into()).unwrap(),
+            rec("6", "2024-01-01T00:01:00Z", "2024-01-01T00:09:00Z"),
+        ];
+        let d = detect(
+            r,
+            &start(),
+            window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
+            &records,
+        );
+        assert_eq!(d.changes.len(), 1);
+        assert_eq!(d.dead.len(), 3);
+        assert!(
+            d.dead[0].reason.contains("id field 'id' is missing"),
+            "{}",
+            d.dead[0].reason
+        );
+        assert_eq!(d.dead[1].object_id.as_deref(), Some("5"));
+        assert!(
+            d.dead[1].reason.contains("modification_date"),
+            "{}",
+            d.dead[1].reason
+        );
+        assert_eq!(d.next.dead_letters, 3);
+        assert_eq!(d.next.watermark, t("2024-01-01T00:09:00Z"));
+    }
+
+    #[test]
+    fn window_bounds_and_filter_date_are_honoured() {
+        let records = [
+            rec("1", "2023-12-31T23:00:00Z", "2023-12-31T23:59:00Z"),
+            rec("2", "2024-01-01T00:30:00Z", "2024-01-01T00:30:00Z"),
+            rec("3", "2024-01-01T00:10:00Z", "2024-01-01T02:00:00Z"),
+        ];
+        let w = window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z");
+        let plain = instance("");
+        let d = detect(&plain.resources[0], &start(), w, &records);
+        assert_eq!(d.before_window, 1);
+        assert_eq!(d.changes.len(), 2);
+
+        let bounded = instance(r#","filterByCurrentDate":true"#);
+        let d = detect(&bounded.resources[0], &start(), w, &records);
+        assert_eq!((d.changes.len(), d.after_poll_start), (1, 1));
+        assert_eq!(
+            d.next.watermark,
+            t("2024-01-01T00:30:00Z"),
+            "never past an unpublished record"
+        );
+
+        let by_created = instance(r#","filterByUpdatedDate":"false""#);
+        let d = detect(&by_created.resources[0], &start(), w, &records);
+        let got: Vec<_> = d
+            .changes
+            .iter()
+            .map(|c| (c.object_id.as_str(), c.updated_at))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2", t("2024-01-01T00:30:00Z")),
+                ("3", t("2024-01-01T00:10:00Z"))
+            ]
+        );
     }
 }

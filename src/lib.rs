@@ -16,6 +16,8 @@
 //!   never on the service's path.
 
 pub mod checkpoint;
+pub mod crypto;
+pub mod detect;
 pub mod event;
 pub mod instance;
 pub mod javadate;
@@ -24,6 +26,6 @@ pub mod publish;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;
+pub mod telemetry;
 pub mod template;
 pub mod validate;
-pub mod crypto;
