@@ -29,3 +29,4 @@ pub mod settings;
 pub mod telemetry;
 pub mod template;
 pub mod validate;
+pub mod worker;

@@ -52,7 +52,9 @@ impl ConsumerContext for GroupContext {
             if self.events.send(Ownership::Revoked(parts, done)).is_ok()
                 && wait.recv_timeout(REVOKE_WAIT).is_err()
             {
-                warn!(message = "Jobs did not stop before the revoke deadline; fencing protects the handover.");
+                warn!(
+                    message = "Jobs did not stop before the revoke deadline; fencing protects the handover."
+                );
             }
         }
     }

@@ -30,12 +30,20 @@ pub enum TopicError {
 /// A topic the broker refuses to create for any reason but existing.
 pub async fn ensure_topics(settings: &Settings) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = settings.kafka_config().create()?;
-    let replication = TopicReplication::Fixed(settings.topic_replication_factor);
+    let replication = || TopicReplication::Fixed(settings.topic_replication_factor);
     let topics = [
-        NewTopic::new(&settings.events_topic, settings.topic_partitions, replication),
-        NewTopic::new(&settings.dlq_topic, settings.topic_partitions, replication),
-        NewTopic::new(&settings.state_topic, settings.topic_partitions, replication)
-            .set("cleanup.policy", "compact"),
+        NewTopic::new(
+            &settings.events_topic,
+            settings.topic_partitions,
+            replication(),
+        ),
+        NewTopic::new(&settings.dlq_topic, settings.topic_partitions, replication()),
+        NewTopic::new(
+            &settings.state_topic,
+            settings.topic_partitions,
+            replication(),
+        )
+        .set("cleanup.policy", "compact"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&topics, &opts).await? {

@@ -1,0 +1,172 @@
+//! The life of one owned state partition: **fence** (init the partition's
+//! transactional producer, aborting whatever a previous owner left open),
+//! **then restore** its checkpoints and tokens with `read_committed`, **then
+//! schedule** its jobs. Restoring before fencing would let a zombie commit
+//! after the restore and cause duplicates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rdkafka::ClientConfig;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::checkpoint::{Checkpoint, StateKey};
+use crate::crypto::StateKey as EncryptionKey;
+use crate::instance::Instance;
+use crate::publish::{Batch, PartitionProducer, Topics, restore_partition};
+
+use super::job::{JobRunner, PollSettings};
+use super::jobs::Job;
+use super::lane::Lane;
+use super::source::{Source, SourceError};
+use super::tokens::TokenVault;
+
+/// Builds the provider source of an instance, given the partition's token
+/// vault (OAuth tokens live in the instance's state partition).
+pub trait SourceFactory: Send + Sync {
+    /// # Errors
+    /// The instance cannot be polled (e.g. unknown element); its jobs are
+    /// skipped with this reason, the other instances run.
+    fn source(
+        &self,
+        instance: &Arc<Instance>,
+        vault: Arc<TokenVault>,
+    ) -> Result<Arc<dyn Source>, SourceError>;
+}
+
+/// What every partition task of a worker shares.
+pub struct PartitionDeps {
+    pub kafka: ClientConfig,
+    pub group: String,
+    pub topics: Arc<Topics>,
+    pub permits: Arc<Semaphore>,
+    pub poll: Arc<PollSettings>,
+    pub factory: Arc<dyn SourceFactory>,
+    pub encryption_key: Option<EncryptionKey>,
+    pub restore_timeout: Duration,
+}
+
+/// Runs `partition` until `cancel`; starts over (fence, restore) whenever
+/// the producer is fenced or breaks.
+pub async fn run_partition(
+    deps: Arc<PartitionDeps>,
+    partition: i32,
+    jobs: Vec<Job>,
+    cancel: CancellationToken,
+) {
+    let mut failures: u32 = 0;
+    while !cancel.is_cancelled() {
+        match own(&deps, partition, &jobs, &cancel).await {
+            Ok(()) => failures = 0,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(500).saturating_mul(1 << failures.min(6));
+                warn!(message = "Could not take over the state partition; retrying.", partition, %error, retry_in = ?wait);
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One ownership period: returns when cancelled (Ok) or when the producer
+/// must be replaced (Ok, after stopping the jobs); errors before scheduling.
+async fn own(
+    deps: &Arc<PartitionDeps>,
+    partition: i32,
+    jobs: &[Job],
+    cancel: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let producer =
+        PartitionProducer::fence(&deps.kafka, &deps.group, deps.topics.clone(), partition).await?;
+    let lane = Arc::new(Lane::new(producer));
+    let restored = restore_partition(
+        &deps.kafka,
+        &deps.topics.state,
+        partition,
+        deps.restore_timeout,
+    )
+    .await?;
+    for problem in &restored.problems {
+        warn!(message = "Unreadable state record skipped.", partition, %problem);
+    }
+    info!(
+        message = "State partition restored.",
+        partition,
+        records = restored.records,
+        checkpoints = restored.checkpoints.len(),
+        jobs = jobs.len()
+    );
+    let vault = Arc::new(TokenVault::new(
+        deps.encryption_key.clone(),
+        lane.clone(),
+        restored.tokens,
+    ));
+
+    // A new job's starting point is committed before its first poll, so a
+    // crash before that poll cannot move it.
+    let mut checkpoints = restored.checkpoints;
+    let now = Utc::now();
+    let mut fresh = Vec::new();
+    for job in jobs {
+        if !checkpoints.contains_key(&job.id) {
+            let from = job.instance.backfill_from.unwrap_or(now);
+            let c = Checkpoint::starting(job.id.clone(), from);
+            fresh.push((StateKey::Job(job.id.clone()).encode(), Some(c.encode())));
+            checkpoints.insert(job.id.clone(), c);
+        }
+    }
+    if !fresh.is_empty() {
+        lane.commit(Batch {
+            state: fresh,
+            ..Batch::default()
+        })
+        .await?;
+    }
+
+    let mut sources: HashMap<String, Arc<dyn Source>> = HashMap::new();
+    let refence = CancellationToken::new();
+    let stop = cancel.child_token();
+    let mut tasks = JoinSet::new();
+    for job in jobs {
+        let source = match sources.get(&job.instance.id) {
+            Some(s) => s.clone(),
+            None => match deps.factory.source(&job.instance, vault.clone()) {
+                Ok(s) => {
+                    sources.insert(job.instance.id.clone(), s.clone());
+                    s
+                }
+                Err(error) => {
+                    warn!(message = "Instance cannot be polled; its jobs are skipped.", job = %job.id, %error);
+                    continue;
+                }
+            },
+        };
+        let Some(checkpoint) = checkpoints.remove(&job.id) else {
+            continue;
+        };
+        let runner = JobRunner {
+            job: job.clone(),
+            checkpoint,
+            source,
+            lane: lane.clone(),
+            permits: deps.permits.clone(),
+            settings: deps.poll.clone(),
+        };
+        tasks.spawn(runner.run(stop.clone(), refence.clone()));
+    }
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = refence.cancelled() => {}
+    }
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

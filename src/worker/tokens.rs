@@ -1,0 +1,105 @@
+//! OAuth token sets at rest: sealed with the operator's key and written to
+//! the instance's state partition in a transaction of their own, so a
+//! rotated refresh token is durable before the new access token is used,
+//! and is never rolled back with (or made to wait for) a poll's fetch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::checkpoint::StateKey as RecordKey;
+use crate::crypto::{CryptoError, StateKey};
+use crate::publish::{Batch, PublishError};
+
+use super::lane::Lane;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("STATE_ENCRYPTION_KEY is not set; it is required to keep OAuth tokens in Kafka")]
+    NoKey,
+    #[error("stored tokens of instance {instance}: {source}")]
+    Crypto {
+        instance: String,
+        source: CryptoError,
+    },
+    #[error("persisting tokens of instance {instance}: {source}")]
+    Publish {
+        instance: String,
+        source: PublishError,
+    },
+}
+
+/// Token sets of the instances of one state partition.
+pub struct TokenVault {
+    key: Option<StateKey>,
+    lane: Arc<Lane>,
+    /// Latest sealed token set by instance: restored, then as saved.
+    sealed: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl TokenVault {
+    pub fn new(key: Option<StateKey>, lane: Arc<Lane>, restored: HashMap<String, Vec<u8>>) -> Self {
+        Self {
+            key,
+            lane,
+            sealed: Mutex::new(restored),
+        }
+    }
+
+    fn key(&self) -> Result<&StateKey, VaultError> {
+        self.key.as_ref().ok_or(VaultError::NoKey)
+    }
+
+    /// The instance's stored token set (plaintext bytes), if any.
+    ///
+    /// # Errors
+    /// No key configured, or the stored bytes do not decrypt with it.
+    pub fn load(&self, instance: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        let key = self.key()?;
+        let sealed = match self.sealed.lock() {
+            Ok(map) => map.get(instance).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(instance).cloned(),
+        };
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let aad = record_key(instance);
+        key.open(aad.as_bytes(), &sealed)
+            .map(Some)
+            .map_err(|source| VaultError::Crypto {
+                instance: instance.to_string(),
+                source,
+            })
+    }
+
+    /// Seals and commits `plaintext` as the instance's token set. Returns
+    /// only once the transaction is committed.
+    ///
+    /// # Errors
+    /// No key configured, or the commit failed (then nothing was stored).
+    pub async fn save(&self, instance: &str, plaintext: &[u8]) -> Result<(), VaultError> {
+        let aad = record_key(instance);
+        let sealed = self.key()?.seal(aad.as_bytes(), plaintext);
+        self.lane
+            .commit(Batch {
+                state: vec![(aad, Some(sealed.clone()))],
+                ..Batch::default()
+            })
+            .await
+            .map_err(|source| VaultError::Publish {
+                instance: instance.to_string(),
+                source,
+            })?;
+        match self.sealed.lock() {
+            Ok(mut map) => map.insert(instance.to_string(), sealed),
+            Err(poisoned) => poisoned.into_inner().insert(instance.to_string(), sealed),
+        };
+        Ok(())
+    }
+}
+
+fn record_key(instance: &str) -> String {
+    RecordKey::Token {
+        instance: instance.to_string(),
+    }
+    .encode()
+}
