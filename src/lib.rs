@@ -26,6 +26,7 @@ pub mod publish;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;
+pub mod tail;
 pub mod telemetry;
 pub mod template;
 pub mod validate;

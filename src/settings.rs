@@ -20,6 +20,8 @@ use std::path::PathBuf;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use crate::crypto::StateKey as EncryptionKey;
+use crate::javadate::Zone;
 use crate::secret::Secret;
 
 /// Prefix of the librdkafka pass-through variables.
@@ -106,6 +108,22 @@ struct EnvSettings {
     /// burst of due jobs cannot exhaust sockets or provider quotas.
     #[serde(default = "default_max_concurrent_polls")]
     max_concurrent_polls: usize,
+    /// `SERVICE_TIMEZONE`: zone of `${date:…}` in URL templates (IANA id or
+    /// offset), as Open Connectors' service zone.
+    #[serde(default = "default_service_timezone")]
+    service_timezone: String,
+    /// `SAFETY_OVERLAP_SECONDS`: how far each window reaches back behind the
+    /// watermark (besides `pollDelay`). It must cover the provider's clock
+    /// skew and how late its changes become visible; 10 minutes covers the
+    /// ±5 minutes of skew we test with, twice over. Re-read records cost a
+    /// fetch, never a duplicate event.
+    #[serde(default = "default_safety_overlap_seconds")]
+    safety_overlap_seconds: u64,
+    /// `STATE_ENCRYPTION_KEY` (or `STATE_ENCRYPTION_KEY_FILE`): base64 of 32
+    /// bytes; seals OAuth tokens kept in the state topic. Required when an
+    /// instance uses OAuth.
+    #[serde(default)]
+    state_encryption_key: Option<Secret>,
 }
 
 fn default_bootstrap() -> String {
@@ -144,6 +162,12 @@ fn default_replication_factor() -> i32 {
 fn default_max_concurrent_polls() -> usize {
     8
 }
+fn default_service_timezone() -> String {
+    "UTC".into()
+}
+fn default_safety_overlap_seconds() -> u64 {
+    600
+}
 
 /// Validated process settings.
 #[derive(Debug, Clone)]
@@ -160,6 +184,9 @@ pub struct Settings {
     pub topic_partitions: i32,
     pub topic_replication_factor: i32,
     pub max_concurrent_polls: usize,
+    pub service_timezone: Zone,
+    pub safety_overlap: std::time::Duration,
+    pub state_encryption_key: Option<EncryptionKey>,
     pub kafka_properties: KafkaProperties,
 }
 
@@ -220,7 +247,8 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
-        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        read_secret_file(&mut vars, "STATE_ENCRYPTION_KEY")?;
         let known = known_vars();
         // envy with deny_unknown_fields would reject PATH, HOME, … so only our
         // own variables are handed to it.
@@ -232,6 +260,22 @@ impl Settings {
         let env: EnvSettings =
             envy::from_iter(ours.iter().cloned()).map_err(|e| envy_error(&ours, &e))?;
         let kafka_properties = kafka_properties(&vars)?;
+        let service_timezone =
+            Zone::parse(&env.service_timezone).map_err(|e| SettingsError::Invalid {
+                var: "SERVICE_TIMEZONE".into(),
+                reason: e.to_string(),
+            })?;
+        let state_encryption_key = match &env.state_encryption_key {
+            Some(s) if !s.expose().trim().is_empty() => {
+                Some(EncryptionKey::from_base64(s.expose()).map_err(|e| {
+                    SettingsError::Invalid {
+                        var: "STATE_ENCRYPTION_KEY".into(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            }
+            _ => None,
+        };
         let settings = Settings {
             kafka_bootstrap_servers: env.kafka_bootstrap_servers.trim().to_string(),
             events_topic: env.events_topic.trim().to_string(),
@@ -245,6 +289,9 @@ impl Settings {
             topic_partitions: env.topic_partitions,
             topic_replication_factor: env.topic_replication_factor,
             max_concurrent_polls: env.max_concurrent_polls,
+            service_timezone,
+            safety_overlap: std::time::Duration::from_secs(env.safety_overlap_seconds),
+            state_encryption_key,
             kafka_properties,
         };
         settings.check()?;
@@ -333,7 +380,7 @@ fn check_topic_name(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn known_vars() -> [&'static str; 12] {
+fn known_vars() -> [&'static str; 15] {
     [
         "KAFKA_BOOTSTRAP_SERVERS",
         "EVENTS_TOPIC",
@@ -347,6 +394,9 @@ fn known_vars() -> [&'static str; 12] {
         "TOPIC_PARTITIONS",
         "TOPIC_REPLICATION_FACTOR",
         "MAX_CONCURRENT_POLLS",
+        "SERVICE_TIMEZONE",
+        "SAFETY_OVERLAP_SECONDS",
+        "STATE_ENCRYPTION_KEY",
     ]
 }
 
@@ -371,6 +421,35 @@ fn envy_error(ours: &[(String, String)], e: &envy::Error) -> SettingsError {
         }
     }
     SettingsError::Env(e.to_string())
+}
+
+/// `<VAR>_FILE=path` → `<VAR>=contents` (trailing newline dropped); both
+/// set is an error, since one would silently win.
+fn read_secret_file(vars: &mut Vec<(String, String)>, var: &str) -> Result<(), SettingsError> {
+    let file_var = format!("{var}_FILE");
+    let Some(path) = vars
+        .iter()
+        .find(|(k, _)| *k == file_var)
+        .map(|(_, v)| PathBuf::from(v))
+    else {
+        return Ok(());
+    };
+    if vars.iter().any(|(k, _)| k == var) {
+        return Err(SettingsError::Invalid {
+            var: file_var,
+            reason: format!("{var} is set too; set only one"),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::SecretFile {
+        var: file_var.clone(),
+        path,
+        source,
+    })?;
+    vars.push((
+        var.to_string(),
+        text.trim_end_matches(['\n', '\r']).to_string(),
+    ));
+    Ok(())
 }
 
 fn kafka_properties(vars: &[(String, String)]) -> Result<KafkaProperties, SettingsError> {
@@ -480,6 +559,12 @@ mod tests {
         assert!(err(&[("STATE_TOPIC", "event-poller.events")]).contains("STATE_TOPIC"));
         assert!(err(&[("LOG_LEVEL", "info,[[[")]).contains("LOG_LEVEL"));
         assert!(err(&[("TOPIC_REPLICATION_FACTOR", "0")]).contains("TOPIC_REPLICATION_FACTOR"));
+        assert!(err(&[("SERVICE_TIMEZONE", "Mars/Base")]).contains("SERVICE_TIMEZONE"));
+        let e = err(&[("STATE_ENCRYPTION_KEY", "too-short-secret")]);
+        assert!(
+            e.contains("STATE_ENCRYPTION_KEY") && !e.contains("too-short-secret"),
+            "{e}"
+        );
     }
 
     #[test]

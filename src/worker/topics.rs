@@ -37,7 +37,11 @@ pub async fn ensure_topics(settings: &Settings) -> Result<(), TopicError> {
             settings.topic_partitions,
             replication(),
         ),
-        NewTopic::new(&settings.dlq_topic, settings.topic_partitions, replication()),
+        NewTopic::new(
+            &settings.dlq_topic,
+            settings.topic_partitions,
+            replication(),
+        ),
         NewTopic::new(
             &settings.state_topic,
             settings.topic_partitions,
