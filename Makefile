@@ -38,8 +38,8 @@ kafka-down: ## stop the local Kafka started by kafka-up (idempotent)
 kafka-status: ## is the local Kafka running and answering?
 	$(KAFKA) status
 
-demo: ## the end-to-end demo (arrives with the poll workers)
-	@echo "make demo arrives with the poll workers (see README: Status)." >&2; exit 2
+demo: ## local Kafka + Keap sandbox + poller; prints events until Ctrl-C, then stops all
+	deploy/demo.sh
 
 bench: ## benchmarks, each against a baseline measured in the same run
 	$(CARGO) bench
