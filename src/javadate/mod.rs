@@ -1,331 +1,165 @@
-//! TEMPORARY stand-in for the Java date pattern module.
+//! Java date patterns (`yyyy-MM-dd'T'HH:mm:ssXXX`), compiled once into a
+//! formatter and parser with the semantics of Java's `DateTimeFormatter`
+//! (`DateTimeFormatter.ofPattern(p, Locale.ENGLISH)`).
 //!
-//! It has the agreed public API so that dependants compile, and supports just
-//! enough (`yyyy yy MM dd HH mm ss S… X XX XXX`, quoted literals, `''`) for
-//! their tests. The real implementation replaces this file at merge.
+//! Element definitions and instance files carry Java patterns, so we read
+//! them the way Java does instead of translating them to strftime: the same
+//! pattern must print the same text the Java connector printed, and must read
+//! what providers send.
+//!
+//! # Supported letters
+//!
+//! | letters | meaning | formats as |
+//! |---|---|---|
+//! | `yyyy` | year-of-era, at least 4 digits | `2024`, `0005`, `+12345` |
+//! | `yy` | last two digits of the year-of-era; parsed as 2000..=2099 | `24` |
+//! | `y`, `yyy` | year-of-era, at least 1 / 3 digits | `2024`, `005` |
+//! | `MM`, `M` | month, 2 digits / no padding | `01`, `1` |
+//! | `MMM`, `MMMM` | English month name | `Jan`, `January` |
+//! | `dd`, `d` | day of month | `05`, `5` |
+//! | `HH`, `H` | hour of day 0–23 | `07`, `7` |
+//! | `hh`, `h` | clock hour of am/pm 1–12 | `12`, `7` |
+//! | `a` | am/pm | `AM`, `PM` |
+//! | `mm`, `m` | minute | `03`, `3` |
+//! | `ss`, `s` | second | `09`, `9` |
+//! | `S`…`SSSSSSSSS` | fraction of second, 1 to 9 digits, truncated | `123` |
+//! | `E`, `EE`, `EEE`, `EEEE` | English day name | `Mon`, `Monday` |
+//! | `X`, `XX`, `XXX` | offset, `Z` at zero | `+0530`/`+05`, `+0530`, `+05:30` |
+//! | `x`, `xx`, `xxx` | offset | `+00`, `+0000`, `+00:00` |
+//! | `Z`, `ZZ`, `ZZZ` | offset | `+0000`, `+0530` |
+//! | `ZZZZZ` | offset, `Z` at zero, seconds if any | `+05:30` |
+//! | `'text'`, `''` | literal text, a single quote | `T`, `'` |
+//!
+//! Any other character except `[ ] { } #` (Java's optional sections and
+//! reserved characters) is a literal. Every other ASCII letter, and any other
+//! count of a supported letter (`MMMMM`, `XXXX`, `ddd`, `aa`), is a
+//! [`PatternError`] naming the letter and its position, as Java refuses them
+//! too; letters Java knows but we do not support (`u`, `G`, `k`, `VV`, …) say
+//! what they mean to Java.
+//!
+//! # DateTimeFormatter, not SimpleDateFormat
+//!
+//! Patterns follow `DateTimeFormatter`. Where `SimpleDateFormat` differs:
+//! `S` is a fraction here (SimpleDateFormat: a millisecond count, so `SSSSSS`
+//! would print `000123`); `X` prints `+0530` for a half-hour offset
+//! (SimpleDateFormat: `+05`); `x` and `ZZZZZ` do not exist there; `yy` parses
+//! as 2000..=2099 (SimpleDateFormat: within 80 years before / 20 after now);
+//! `aa` is an error (SimpleDateFormat accepts it). `u` means year to
+//! DateTimeFormatter but day-of-week number to SimpleDateFormat, so it is
+//! refused rather than guessed.
+//!
+//! # Parsing
+//!
+//! One pass over the bytes, no regex and no allocation unless it fails.
+//! Lenient where providers disagree with their own documentation:
+//!
+//! - any offset letter accepts any offset form: `Z` (or `z`), `+hh`, `+hhmm`,
+//!   `+hh:mm`, `+hhmmss`, `+hh:mm:ss`, up to ±18:00;
+//! - `ss` followed by an offset letter, a literal starting with `Z` (`'Z'`)
+//!   or the end of the pattern also takes an optional `.` and 1–9 fraction
+//!   digits (`…:10.000+0000` for `…:ssXXX`);
+//! - a fraction written `.S…` (or `,S…`) is optional as a whole, and takes 1–9
+//!   digits whatever its letter count, unless another number follows directly
+//!   (`ssSSSHH`), where the exact count is needed to find the boundary;
+//! - month, day and am/pm names match ASCII case-insensitively (`jan`, `pm`).
+//!
+//! Strict everywhere else, as Java's `ResolverStyle.STRICT`: a day that does
+//! not exist (April 31, February 29 of a common year; Java's default resolver
+//! would silently move it to the month's last day), hour 24, second 60,
+//! month 13, a day name that does not match the date, `HH` and `a` that
+//! disagree, trailing text: all errors. `hh` needs `a`. Time fields missing at
+//! the end are zero (`yyyy-MM-dd HH` → minute 0; `yyyy-MM-dd` → midnight),
+//! a gap (minutes without hours) is an error; year, month and day are required.
+//!
+//! Without an offset letter (a quoted `'Z'` is only text) the local time is
+//! read in the `default_zone` given to [`JavaDateFormat::parse`]:
+//!
+//! - in a daylight-saving *overlap* (a local time that happens twice) the
+//!   earlier offset wins, i.e. the earlier instant, as in Java;
+//! - in a daylight-saving *gap* (a local time that never happens) parsing
+//!   fails with [`ParseError::NonexistentLocalTime`]. Java would shift the
+//!   time forward by the gap; we refuse because such a time can only come from
+//!   a wrong zone setting or a broken provider, and a shifted time would be a
+//!   silently wrong event time.
+//!
+//! # Zones
+//!
+//! [`Zone::parse`] reads ids as Java's `ZoneId.of(id, ZoneId.SHORT_IDS)`.
+//! chrono-tz tabulates daylight-saving transitions only up to 2099; from 2100
+//! on we apply the rules of an equivalent year (see `zone.rs`), so offsets
+//! keep following the zone's rules as in Java instead of freezing. Instants
+//! within a day of chrono's limits (year ±262143) whose local time cannot be
+//! represented are formatted in UTC.
+
+mod format;
+mod letters;
+mod names;
+mod parse;
+mod pattern;
+mod zone;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
-use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 
-/// A time zone: UTC, a fixed offset, or an IANA zone with its rules.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub enum Zone {
-    #[default]
-    Utc,
-    Fixed(FixedOffset),
-    Named(chrono_tz::Tz),
-}
+pub use parse::ParseError;
+pub use pattern::PatternError;
+pub use zone::{Zone, ZoneError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ZoneError {
-    #[error("unknown time zone `{0}`")]
-    Unknown(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PatternError {
-    #[error("unsupported pattern letter `{letter}` at position {position}")]
-    UnsupportedLetter { letter: char, position: usize },
-    #[error("unterminated quoted literal starting at position {0}")]
-    UnterminatedQuote(usize),
-    #[error("empty pattern")]
-    Empty,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    #[error("`{text}` does not match pattern `{pattern}`")]
-    Mismatch { text: String, pattern: String },
-}
-
-impl Zone {
-    /// # Errors
-    /// When `s` is neither UTC/GMT/Z, an offset nor an IANA zone id.
-    pub fn parse(s: &str) -> Result<Zone, ZoneError> {
-        let t = s.trim();
-        if matches!(t, "UTC" | "GMT" | "Z" | "UT") {
-            return Ok(Zone::Utc);
-        }
-        let off = t
-            .strip_prefix("GMT")
-            .or_else(|| t.strip_prefix("UTC"))
-            .unwrap_or(t);
-        if let Some(o) = parse_offset(off) {
-            return Ok(Zone::Fixed(o));
-        }
-        t.parse::<chrono_tz::Tz>()
-            .map(Zone::Named)
-            .map_err(|_| ZoneError::Unknown(t.to_owned()))
-    }
-
-    pub fn offset_at(&self, instant: DateTime<Utc>) -> FixedOffset {
-        match self {
-            Zone::Utc => Utc.fix(),
-            Zone::Fixed(o) => *o,
-            Zone::Named(tz) => tz.offset_from_utc_datetime(&instant.naive_utc()).fix(),
-        }
-    }
-}
-
-fn parse_offset(s: &str) -> Option<FixedOffset> {
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return None,
-    };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if !digits.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let (h, m) = match digits.len() {
-        1 | 2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse().ok()?, digits[2..].parse().ok()?),
-        _ => return None,
-    };
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-}
-
-impl FromStr for Zone {
-    type Err = ZoneError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Zone::parse(s)
-    }
-}
-
-impl fmt::Display for Zone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Zone::Utc => f.write_str("UTC"),
-            Zone::Fixed(o) => write!(f, "{o}"),
-            Zone::Named(tz) => write!(f, "{}", tz.name()),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-enum Token {
-    Lit(String),
-    Year4,
-    Year2,
-    Month,
-    Day,
-    Hour,
-    Minute,
-    Second,
-    Fraction(usize),
-    Offset(usize),
-}
-
-/// A compiled Java date pattern (stub subset).
-#[derive(Clone, Debug)]
+/// A Java date pattern compiled once; format and parse as often as needed.
+#[derive(Clone, PartialEq, Eq)]
 pub struct JavaDateFormat {
-    pattern: String,
-    tokens: Vec<Token>,
+    pattern: Box<str>,
+    compiled: pattern::Compiled,
 }
 
 impl JavaDateFormat {
-    /// # Errors
-    /// On letters outside the stub subset and unterminated quotes.
+    /// Compiles `pattern`, refusing letters and counts we do not support
+    /// (see the module documentation) rather than printing something else.
     pub fn compile(pattern: &str) -> Result<Self, PatternError> {
-        if pattern.is_empty() {
-            return Err(PatternError::Empty);
-        }
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut tokens = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c == '\'' {
-                if chars.get(i + 1) == Some(&'\'') {
-                    tokens.push(Token::Lit("'".into()));
-                    i += 2;
-                    continue;
-                }
-                let start = i;
-                let mut lit = String::new();
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return Err(PatternError::UnterminatedQuote(start)),
-                        Some('\'') if chars.get(i + 1) == Some(&'\'') => {
-                            lit.push('\'');
-                            i += 2;
-                        }
-                        Some('\'') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(ch) => {
-                            lit.push(*ch);
-                            i += 1;
-                        }
-                    }
-                }
-                tokens.push(Token::Lit(lit));
-                continue;
-            }
-            if c.is_ascii_alphabetic() {
-                let mut n = 1;
-                while chars.get(i + n) == Some(&c) {
-                    n += 1;
-                }
-                let tok = match (c, n) {
-                    ('y', 2) => Token::Year2,
-                    ('y', _) => Token::Year4,
-                    ('M', 2) => Token::Month,
-                    ('d', 2) => Token::Day,
-                    ('H', 2) => Token::Hour,
-                    ('m', 2) => Token::Minute,
-                    ('s', 2) => Token::Second,
-                    ('S', n) => Token::Fraction(n.min(9)),
-                    ('X', n @ 1..=3) => Token::Offset(n),
-                    _ => {
-                        return Err(PatternError::UnsupportedLetter {
-                            letter: c,
-                            position: i,
-                        });
-                    }
-                };
-                tokens.push(tok);
-                i += n;
-                continue;
-            }
-            tokens.push(Token::Lit(c.to_string()));
-            i += 1;
-        }
-        Ok(Self {
-            pattern: pattern.to_owned(),
-            tokens,
+        Ok(JavaDateFormat {
+            compiled: pattern::compile(pattern)?,
+            pattern: pattern.into(),
         })
     }
 
+    /// The pattern as written.
     pub fn pattern(&self) -> &str {
         &self.pattern
     }
 
+    /// Whether the pattern has an offset letter (`X`, `x` or `Z`). Without
+    /// one, [`parse`](Self::parse) reads local times in the default zone.
     pub fn has_offset(&self) -> bool {
-        self.tokens.iter().any(|t| matches!(t, Token::Offset(_)))
+        self.compiled.has_offset
     }
 
+    /// `instant` as seen in `zone`, printed like Java's
+    /// `DateTimeFormatter.ofPattern(pattern, Locale.ENGLISH).withZone(zone)`.
+    /// Allocates only the returned string.
     pub fn format(&self, instant: DateTime<Utc>, zone: &Zone) -> String {
-        let offset = zone.offset_at(instant);
-        let local = instant.with_timezone(&offset);
-        let mut out = String::new();
-        for t in &self.tokens {
-            match t {
-                Token::Lit(s) => out.push_str(s),
-                Token::Year4 => out.push_str(&format!("{:04}", local.year())),
-                Token::Year2 => out.push_str(&format!("{:02}", local.year().rem_euclid(100))),
-                Token::Month => out.push_str(&format!("{:02}", local.month())),
-                Token::Day => out.push_str(&format!("{:02}", local.day())),
-                Token::Hour => out.push_str(&format!("{:02}", local.hour())),
-                Token::Minute => out.push_str(&format!("{:02}", local.minute())),
-                Token::Second => out.push_str(&format!("{:02}", local.second())),
-                Token::Fraction(n) => {
-                    let nanos = format!("{:09}", local.nanosecond() % 1_000_000_000);
-                    out.push_str(&nanos[..*n]);
-                }
-                Token::Offset(n) => {
-                    let secs = offset.local_minus_utc();
-                    if secs == 0 {
-                        out.push('Z');
-                    } else {
-                        let sign = if secs < 0 { '-' } else { '+' };
-                        let (h, m) = (secs.abs() / 3600, secs.abs() % 3600 / 60);
-                        match n {
-                            1 if m == 0 => out.push_str(&format!("{sign}{h:02}")),
-                            1 | 2 => out.push_str(&format!("{sign}{h:02}{m:02}")),
-                            _ => out.push_str(&format!("{sign}{h:02}:{m:02}")),
-                        }
-                    }
-                }
-            }
-        }
-        out
+        format::format(&self.compiled.tokens, self.compiled.max_len, instant, zone)
     }
 
-    /// # Errors
-    /// When `text` does not match the pattern.
+    /// Reads `text` (see the module documentation for what is accepted).
+    /// The result carries the offset from the text, or the offset of
+    /// `default_zone` at that local time when the pattern has none.
     pub fn parse(
         &self,
         text: &str,
         default_zone: &Zone,
     ) -> Result<DateTime<FixedOffset>, ParseError> {
-        let mismatch = || ParseError::Mismatch {
-            text: text.to_owned(),
-            pattern: self.pattern.clone(),
-        };
-        let mut rest = text;
-        let (mut y, mut mo, mut d, mut h, mut mi, mut s, mut ns) = (1970, 1, 1, 0, 0, 0, 0);
-        let mut offset = None;
-        let num = |rest: &mut &str, n: usize| -> Option<u32> {
-            let head = rest.get(..n)?;
-            if !head.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            *rest = &rest[n..];
-            head.parse().ok()
-        };
-        for t in &self.tokens {
-            let v = match t {
-                Token::Lit(l) => {
-                    rest = rest.strip_prefix(l.as_str()).ok_or_else(mismatch)?;
-                    continue;
-                }
-                Token::Offset(_) => {
-                    if let Some(r) = rest.strip_prefix('Z') {
-                        rest = r;
-                        offset = Some(Utc.fix());
-                    } else {
-                        let end = rest
-                            .char_indices()
-                            .find(|(i, c)| *i > 0 && !(c.is_ascii_digit() || *c == ':'))
-                            .map_or(rest.len(), |(i, _)| i);
-                        offset = Some(parse_offset(&rest[..end]).ok_or_else(mismatch)?);
-                        rest = &rest[end..];
-                    }
-                    continue;
-                }
-                Token::Year4 => num(&mut rest, 4),
-                Token::Year2 => num(&mut rest, 2).map(|v| v + 2000),
-                Token::Fraction(n) => num(&mut rest, *n),
-                _ => num(&mut rest, 2),
-            }
-            .ok_or_else(mismatch)?;
-            match t {
-                Token::Year4 | Token::Year2 => y = v as i32,
-                Token::Month => mo = v,
-                Token::Day => d = v,
-                Token::Hour => h = v,
-                Token::Minute => mi = v,
-                Token::Second => s = v,
-                Token::Fraction(n) => ns = v * 10u32.pow(9 - *n as u32),
-                _ => {}
-            }
-        }
-        if !rest.is_empty() {
-            return Err(mismatch());
-        }
-        let naive = NaiveDate::from_ymd_opt(y, mo, d)
-            .and_then(|date| date.and_hms_nano_opt(h, mi, s, ns))
-            .ok_or_else(mismatch)?;
-        let offset = match offset {
-            Some(o) => o,
-            None => match default_zone {
-                Zone::Utc => Utc.fix(),
-                Zone::Fixed(o) => *o,
-                Zone::Named(tz) => tz
-                    .offset_from_local_datetime(&naive)
-                    .earliest()
-                    .ok_or_else(mismatch)?
-                    .fix(),
-            },
-        };
-        offset
-            .from_local_datetime(&naive)
-            .single()
-            .ok_or_else(mismatch)
+        parse::parse(&self.compiled, &self.pattern, text, default_zone)
+    }
+}
+
+impl fmt::Debug for JavaDateFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JavaDateFormat")
+            .field(&self.pattern)
+            .finish()
     }
 }
