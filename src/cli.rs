@@ -18,6 +18,27 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the poll worker: settings from the environment (see README),
+    /// instances from INSTANCES_PATH. SIGTERM/SIGINT stop it cleanly.
+    Run,
+    /// Print committed events of a topic as they arrive (read_committed).
+    Tail {
+        /// Topic to read; default EVENTS_TOPIC.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Start from the oldest retained event instead of new ones.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Print each event's JSON value instead of a summary line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Stop once every partition has been read to its end.
+        #[arg(long)]
+        exit_at_end: bool,
+    },
     /// Check instance files; print one `FILE: JSON_PATH: REASON` line per
     /// problem and exit 1 if any file is invalid.
     Validate {

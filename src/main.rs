@@ -1,12 +1,15 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 mod cli;
 
 use cli::{Cli, Command};
 use event_poller::javadate::Zone;
+use event_poller::settings::Settings;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -24,11 +27,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let zone = Zone::parse(&zone).with_context(|| format!("--zone {zone}"))?;
             let mut out = std::io::stdout().lock();
             let ok = event_poller::validate::run(&files, at, &zone, &mut out)?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Run => {
+            let settings = Settings::from_env()?;
+            event_poller::telemetry::init(settings.log_format, &settings.log_level);
+            runtime()?.block_on(serve(settings))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tail {
+            topic,
+            from_beginning,
+            json,
+            max,
+            exit_at_end,
+        } => {
+            let settings = Settings::from_env()?;
+            event_poller::telemetry::init(settings.log_format, "warn");
+            let opts = event_poller::tail::TailOptions {
+                topic: topic.unwrap_or_else(|| settings.events_topic.clone()),
+                from_beginning,
+                json,
+                max,
+                exit_at_end,
+            };
+            runtime()?.block_on(async {
+                let shutdown = shutdown_on_signal();
+                let mut out = std::io::stdout();
+                event_poller::tail::run(&settings, &opts, &mut out, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        t.cancel();
+    });
+    token
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let loaded = event_poller::instance::load_path(&settings.instances_path);
+    for problem in &loaded.problems {
+        tracing::error!(message = "Invalid instance file; it is not polled.", %problem);
+    }
+    let instances: Vec<Arc<_>> = loaded.instances.into_iter().map(Arc::new).collect();
+    let shutdown = shutdown_on_signal();
+    event_poller::service::run(settings, instances, shutdown).await?;
+    Ok(())
 }
