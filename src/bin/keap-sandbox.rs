@@ -1,1 +1,183 @@
-fn main() {}
+//! `keap-sandbox`: a Keap-compatible orders API in memory, faults included.
+//!
+//! Prints `listening on http://ADDR` as its first stdout line (so scripts
+//! and tests can start it on port 0 and read the port), logs to stderr, and
+//! exits 0 on SIGINT or SIGTERM after finishing in-flight requests.
+//! See `event_poller::sandbox` for the endpoints.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use event_poller::sandbox::{self, DEFAULT_ACCESS_TOKEN_TTL_SECONDS, Precision, SandboxConfig};
+use event_poller::secret::Secret;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keap-sandbox",
+    version,
+    about = "In-memory Keap (Infusionsoft) orders API with OAuth2, an Open Connectors hub view, \
+             a change log and injectable faults"
+)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "KEAP_SANDBOX_LISTEN")]
+    listen: SocketAddr,
+    /// Seed for generated data: same seed and operations give the same data.
+    #[arg(long, env = "KEAP_SANDBOX_SEED", default_value_t = 0)]
+    seed: u64,
+    /// Orders to pre-create, spread over the time before start.
+    #[arg(long, env = "KEAP_SANDBOX_ORDERS", default_value_t = 0)]
+    orders: usize,
+    /// New orders per second created by the live generator.
+    #[arg(long, env = "KEAP_SANDBOX_CREATE_RATE", default_value_t = 0.0)]
+    create_rate: f64,
+    /// Updates of existing orders per second by the live generator.
+    #[arg(long, env = "KEAP_SANDBOX_UPDATE_RATE", default_value_t = 0.0)]
+    update_rate: f64,
+    /// OAuth client id; without it the Keap API needs no bearer token.
+    #[arg(long, env = "KEAP_SANDBOX_CLIENT_ID", requires = "client_secret")]
+    client_id: Option<String>,
+    /// OAuth client secret (prefer the environment variable).
+    #[arg(
+        long,
+        env = "KEAP_SANDBOX_CLIENT_SECRET",
+        requires = "client_id",
+        hide_env_values = true
+    )]
+    client_secret: Option<String>,
+    /// A one-time authorization code; repeat for several instances.
+    #[arg(long = "authorization-code", value_name = "CODE")]
+    authorization_codes: Vec<String>,
+    /// Access-token lifetime in seconds (Keap: 86400).
+    #[arg(long, env = "KEAP_SANDBOX_ACCESS_TOKEN_TTL", default_value_t = DEFAULT_ACCESS_TOKEN_TTL_SECONDS)]
+    access_token_ttl: u64,
+    /// Hub `User` secret; without it the hub needs no Authorization header.
+    #[arg(long, env = "KEAP_SANDBOX_HUB_USER", requires = "hub_organization")]
+    hub_user: Option<String>,
+    /// Hub `Organization` secret.
+    #[arg(
+        long,
+        env = "KEAP_SANDBOX_HUB_ORGANIZATION",
+        requires = "hub_user",
+        hide_env_values = true
+    )]
+    hub_organization: Option<String>,
+    /// Store millisecond dates instead of Keap's whole seconds.
+    #[arg(long)]
+    timestamp_millis: bool,
+}
+
+impl Cli {
+    fn config(self) -> SandboxConfig {
+        SandboxConfig {
+            seed: self.seed,
+            orders: self.orders,
+            create_rate: self.create_rate,
+            update_rate: self.update_rate,
+            client_id: self.client_id,
+            client_secret: self.client_secret.map(Secret::new),
+            authorization_codes: self.authorization_codes,
+            access_token_ttl_seconds: self.access_token_ttl,
+            hub_user: self.hub_user,
+            hub_organization: self.hub_organization,
+            frozen_clock: None,
+            timestamp_precision: if self.timestamp_millis {
+                Precision::Millis
+            } else {
+                Precision::Seconds
+            },
+        }
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!(message = "Shutdown requested; finishing in-flight requests.");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let listen = cli.listen;
+    let config = cli.config();
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(
+        message = "keap-sandbox started.",
+        %addr,
+        seed = config.seed,
+        orders = config.orders,
+        oauth = config.client_id.is_some(),
+        hub_auth = config.hub_user.is_some(),
+    );
+    sandbox::serve(listener, config, shutdown_signal()).await?;
+    tracing::info!(message = "keap-sandbox stopped.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn codes_repeat_and_defaults_follow_keap() {
+        let cli = Cli::try_parse_from([
+            "keap-sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--authorization-code",
+            "a",
+            "--authorization-code",
+            "b",
+        ])
+        .unwrap();
+        let config = cli.config();
+        assert_eq!(config.authorization_codes, ["a", "b"]);
+        assert_eq!(config.access_token_ttl_seconds, 86_400);
+        assert_eq!(config.timestamp_precision, Precision::Seconds);
+        assert!(config.client_id.is_none());
+    }
+}
