@@ -98,3 +98,4 @@ pub async fn read_committed_values(topic: &str) -> Vec<(String, String)> {
     .await
     .expect("reader")
 }
+pub mod e2e;

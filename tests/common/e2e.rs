@@ -1,0 +1,293 @@
+//! End-to-end harness: a sandbox in this process (real HTTP on a free
+//! port), instance files in a temporary directory, and the real
+//! `event-poller run` binary as a child process with its own topics.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{bootstrap, unique};
+
+/// A demo-style key for tests only.
+pub const TEST_KEY: &str = "ZGVtby1rZXktZGVtby1rZXktZGVtby1rZXktMDAwMDA=";
+
+/// Topics and group of one test, unique per run.
+pub struct Names {
+    pub events: String,
+    pub dlq: String,
+    pub state: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new() -> Self {
+        let base = unique("e2e");
+        Self {
+            events: format!("{base}.events"),
+            dlq: format!("{base}.dlq"),
+            state: format!("{base}.state"),
+            group: format!("{base}.workers"),
+        }
+    }
+}
+
+/// The seed's instance, pointed at `base_url`, polling every
+/// `interval_secs`; `config` entries are merged into `configuration`.
+pub fn instance(name: &str, base_url: &str, interval_secs: u64, config: Value) -> Value {
+    let mut v = json!({
+        "element": {"key": "infusionsoftecommerce"},
+        "providerData": {"code": "test-code"},
+        "configuration": {
+            "base.url": base_url,
+            "oauth.callback.url": "https://example.test/callback",
+            "oauth.api.key": "test-client",
+            "oauth.api.secret": "test-secret",
+            "event.notification.enabled": "true",
+            "event.notification.callback.url": "https://example.test/events",
+            "event.poller.refresh_interval_seconds": interval_secs.to_string(),
+            "event.poller.configuration": {
+                "orders": {
+                    "url": "/hubs/ecommerce/orders?where=since='${date:yyyy-MM-dd'T'HH:mm:ssXXX}' ",
+                    "idField": "id",
+                    "datesConfiguration": {
+                        "updatedAtField": "modification_date",
+                        "updatedAtFormat": "yyyy-MM-dd'T'HH:mm:ssXXX",
+                        "createdAtField": "creation_date",
+                        "createdAtFormat": "yyyy-MM-dd'T'HH:mm:ssXXX"
+                    }
+                }
+            }
+        },
+        "tags": [""],
+        "name": name
+    });
+    if let (Some(cfg), Value::Object(extra)) = (v["configuration"].as_object_mut(), config) {
+        for (k, x) in extra {
+            cfg.insert(k, x);
+        }
+    }
+    v
+}
+
+/// A directory of instance files.
+pub struct Instances {
+    pub dir: tempfile::TempDir,
+}
+
+impl Instances {
+    pub fn new(files: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write instance");
+        }
+        Self { dir }
+    }
+}
+
+/// A running `event-poller run`; killed on drop.
+pub struct Poller {
+    child: Child,
+    pub log: PathBuf,
+}
+
+pub fn spawn_poller(names: &Names, instances: &Instances, extra_env: &[(&str, &str)]) -> Poller {
+    let log = instances
+        .dir
+        .path()
+        .join(format!("poller-{}.log", unique("run")));
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_event-poller"));
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
+        .env("EVENTS_TOPIC", &names.events)
+        .env("DLQ_TOPIC", &names.dlq)
+        .env("STATE_TOPIC", &names.state)
+        .env("WORKER_GROUP_ID", &names.group)
+        .env("TOPIC_PARTITIONS", "3")
+        .env("INSTANCES_PATH", instances.dir.path())
+        .env("STATE_ENCRYPTION_KEY", TEST_KEY)
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "event_poller=debug,info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn event-poller");
+    Poller { child, log }
+}
+
+impl Poller {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        // SAFETY-free: kill(1) via the command line keeps this test code
+        // free of unsafe libc calls.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One event as a consumer sees it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub key: String,
+    pub value: Value,
+}
+
+impl Seen {
+    pub fn object_id(&self) -> &str {
+        self.value["objectId"].as_str().unwrap_or_default()
+    }
+    pub fn modification_date(&self) -> &str {
+        self.value["raw"]["modification_date"]
+            .as_str()
+            .unwrap_or_default()
+    }
+}
+
+/// Every committed event so far.
+pub async fn events(topic: &str) -> Vec<Seen> {
+    super::read_committed_values(topic)
+        .await
+        .into_iter()
+        .map(|(key, v)| Seen {
+            key,
+            value: serde_json::from_str(&v).unwrap_or(Value::Null),
+        })
+        .collect()
+}
+
+/// Reads until `done(events)` holds or `timeout` passes (then panics with
+/// the poller's log tail), polling the topic every half second.
+pub async fn await_events(
+    topic: &str,
+    timeout: Duration,
+    poller: Option<&Poller>,
+    mut done: impl FnMut(&[Seen]) -> bool,
+) -> Vec<Seen> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if topic_exists(topic) {
+            let seen = events(topic).await;
+            if done(&seen) {
+                return seen;
+            }
+            if Instant::now() > deadline {
+                let log = poller.map(Poller::log_text).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "condition not met within {timeout:?}; {} events; poller log tail:\n{}",
+                    seen.len(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        } else if Instant::now() > deadline {
+            panic!("topic {topic} never appeared");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn topic_exists(topic: &str) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let Ok(c) = super::client_config().create::<BaseConsumer>() else {
+        return false;
+    };
+    c.fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map(|md| {
+            md.topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        })
+        .unwrap_or(false)
+}
+
+/// The sandbox's ground truth: `(id, change, modification_date)` in order.
+pub async fn changes(base_url: &str) -> Vec<(String, String, String)> {
+    let v: Value = reqwest::get(format!("{base_url}/_sandbox/changes"))
+        .await
+        .expect("changes")
+        .json()
+        .await
+        .expect("changes json");
+    v["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            let id = match &c["id"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (
+                id,
+                c["change"].as_str().unwrap_or_default().to_string(),
+                c["modification_date"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Events per `(objectId, modification_date)`.
+pub fn counts(events: &[Seen]) -> HashMap<(String, String), usize> {
+    let mut m = HashMap::new();
+    for e in events {
+        *m.entry((e.object_id().to_string(), e.modification_date().to_string()))
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+pub async fn control(base_url: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .request(method, format!("{base_url}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("control request");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
