@@ -11,10 +11,16 @@
 //!   used to render URL dates and to parse the provider's record dates.
 //! - [`template`]: `${date:…}` and friends in a resource URL → the URL to call.
 //! - [`validate`]: the `validate` command: instance files → problems and rendered URLs.
+//! - [`element`]: provider definitions as data: base URL, auth, paging, records path,
+//!   hub-URL translation.
+//! - [`fetch`]: HTTP: OAuth2 tokens, paging, retries, rate limits, body limits; one
+//!   window of records, whole or not at all.
 //! - [`secret`]: a string that never reaches logs or `Debug` output.
 //! - [`sandbox`]: the Keap-compatible simulator behind the `keap-sandbox` binary;
 //!   never on the service's path.
 
+pub mod element;
+pub mod fetch;
 pub mod instance;
 pub mod javadate;
 pub mod sandbox;
