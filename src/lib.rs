@@ -10,21 +10,40 @@
 //! - [`javadate`]: Java date patterns (`yyyy-MM-dd'T'HH:mm:ssXXX`) compiled once,
 //!   used to render URL dates and to parse the provider's record dates.
 //! - [`template`]: `${date:…}` and friends in a resource URL → the URL to call.
-//! - [`validate`]: the `validate` command: instance files → problems and rendered URLs.
-//! - [`secret`]: a string that never reaches logs or `Debug` output.
-//! - [`sandbox`]: the Keap-compatible simulator behind the `keap-sandbox` binary;
-//!   never on the service's path.
+//! - [`worker`]: group membership, state-partition ownership (fence → restore →
+//!   schedule) and each job's poll loop.
+//! - [`element`]: provider definitions as data: base URL, auth, paging, records path,
+//!   hub-URL translation.
+//! - [`fetch`]: HTTP: OAuth2 tokens, paging, retries, rate limits, body limits; one
+//!   window of records, whole or not at all.
+//! - [`provider`]: instance → element + fetcher + token store (the worker's source).
+//! - [`detect`]: pure: records + checkpoint → changes, dead letters, next checkpoint.
+//! - [`event`]: pure: change → Kafka record (key, JSON value, CloudEvents headers).
+//! - [`publish`]: one transaction per poll on the state partition's producer;
+//!   restore of checkpoints.
+//! - [`checkpoint`]: the checkpoint and the state topic's keys;
+//!   [`partition`]: the job → state-partition function.
+//! - [`service`]: assembles the above for `event-poller run`.
+//!
+//! Around them: [`validate`] and [`tail`] (commands), [`crypto`] (tokens
+//! sealed at rest), [`secret`] (redacted strings), [`telemetry`] (logging),
+//! and [`sandbox`], the Keap-compatible simulator behind the `keap-sandbox`
+//! binary, never on the service's path.
 
 pub mod checkpoint;
 pub mod crypto;
 pub mod detect;
+pub mod element;
 pub mod event;
+pub mod fetch;
 pub mod instance;
 pub mod javadate;
 pub mod partition;
+pub mod provider;
 pub mod publish;
 pub mod sandbox;
 pub mod secret;
+pub mod service;
 pub mod settings;
 pub mod tail;
 pub mod telemetry;
