@@ -23,7 +23,7 @@ cleanup() {
   echo "demo: logs in $logs/"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 0' INT TERM
 
 cargo build --quiet --bins
 

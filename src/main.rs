@@ -27,7 +27,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let zone = Zone::parse(&zone).with_context(|| format!("--zone {zone}"))?;
             let mut out = std::io::stdout().lock();
             let ok = event_poller::validate::run(&files, at, &zone, &mut out)?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Run => {
             let settings = Settings::from_env()?;

@@ -64,8 +64,7 @@ impl SourceFactory for HttpSources {
                     .base_url
                     .as_deref()
                     .unwrap_or(&def.default_base_url);
-                let root = reqwest::Url::parse(root_text)
-                    .map_err(|e| format!("base.url: {e}"))?;
+                let root = reqwest::Url::parse(root_text).map_err(|e| format!("base.url: {e}"))?;
                 let token_url = def
                     .token_url(&root)?
                     .ok_or("the element has no token endpoint")?;

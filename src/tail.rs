@@ -11,6 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::publish::EofAware;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone)]
@@ -34,7 +35,7 @@ pub async fn run(
     out: &mut (impl Write + Send),
     shutdown: CancellationToken,
 ) -> anyhow::Result<u64> {
-    let consumer: StreamConsumer = settings
+    let consumer: StreamConsumer<EofAware> = settings
         .kafka_config()
         .set(
             "group.id",
@@ -42,8 +43,11 @@ pub async fn run(
         )
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()?;
+        .set(
+            "enable.partition.eof",
+            if opts.exit_at_end { "true" } else { "false" },
+        )
+        .create_with_context(EofAware)?;
     let md = consumer.fetch_metadata(Some(&opts.topic), Duration::from_secs(10))?;
     let parts = md
         .topics()

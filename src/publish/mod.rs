@@ -9,7 +9,7 @@
 
 mod restore;
 
-pub use restore::{Restored, restore_partition};
+pub use restore::{EofAware, Restored, restore_partition};
 
 use std::sync::Arc;
 use std::time::Duration;

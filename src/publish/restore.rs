@@ -12,6 +12,22 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::checkpoint::{Checkpoint, JobId, StateKey};
 
+/// A client context for readers that ask for end-of-partition events:
+/// librdkafka also reports each one through the global error callback,
+/// which the default context logs at ERROR. Everything else is logged as
+/// usual.
+pub struct EofAware;
+
+impl rdkafka::ClientContext for EofAware {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(message = "librdkafka error.", %error, reason);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EofAware {}
+
 /// The state of one partition as of its last stable offset.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -67,7 +83,7 @@ fn read(
     timeout: Duration,
 ) -> Result<Restored, RestoreError> {
     let kafka = |source| RestoreError::Kafka { partition, source };
-    let consumer: BaseConsumer = config.create().map_err(kafka)?;
+    let consumer: BaseConsumer<EofAware> = config.create_with_context(EofAware).map_err(kafka)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .map_err(kafka)?;

@@ -265,7 +265,10 @@ pub async fn changes(base_url: &str) -> Vec<(String, String, String)> {
             (
                 id,
                 c["change"].as_str().unwrap_or_default().to_string(),
-                c["modification_date"].as_str().unwrap_or_default().to_string(),
+                c["modification_date"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect()
