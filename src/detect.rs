@@ -42,9 +42,9 @@ pub struct Detected<'a> {
     /// Records already published (by an earlier, overlapping window or
     /// earlier in this one).
     pub duplicates: u64,
-    /// Records dated before the window start: an earlier window covered
+    /// Records dated before the window start (an earlier window covered
     /// their time, and their pair may already be pruned, so publishing them
-    /// could publish twice.
+    /// could publish twice) or before the job began.
     pub before_window: u64,
     /// Records dated after the poll start with `filterByCurrentDate`: the
     /// next poll takes them.
@@ -61,6 +61,31 @@ pub struct Window {
     /// How far the next window reaches back behind the watermark, besides
     /// `pollDelay`; see [`window_start`].
     pub overlap: TimeDelta,
+    /// Records dated before this are older than the job: the job's start
+    /// (now, or the backfill time) on the provider's clock. See
+    /// [`job_start_on_provider_clock`].
+    pub not_before: DateTime<Utc>,
+}
+
+/// How much earlier than the measured job start a record may be and still
+/// count as the job's: the provider's `Date` header has whole seconds and
+/// arrives after a request's latency.
+pub const START_MARGIN: TimeDelta = TimeDelta::seconds(2);
+
+/// The job's start on the provider's clock. Providers stamp records with
+/// their own clock; if it runs 5 minutes behind ours, a change made right
+/// after the job started carries a date 5 minutes before `started_from`.
+/// The skew is measured per poll from the provider's `Date` header
+/// (`provider_date`, received about when the poll began, `poll_start`).
+pub fn job_start_on_provider_clock(
+    started_from: DateTime<Utc>,
+    poll_start: DateTime<Utc>,
+    provider_date: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let skew = provider_date.map_or(TimeDelta::zero(), |d| d - poll_start);
+    started_from
+        .checked_add_signed(skew - START_MARGIN)
+        .unwrap_or(started_from)
 }
 
 /// The start of the next window: watermark − `pollDelay` − overlap. The
@@ -107,7 +132,7 @@ pub fn detect<'a>(
                 continue;
             }
         };
-        if read.filter_date < window.start {
+        if read.filter_date < window.start || read.filter_date < window.not_before {
             out.before_window += 1;
             continue;
         }
@@ -272,6 +297,7 @@ mod tests {
             start: t(start),
             poll_start: t(poll_start),
             overlap: TimeDelta::seconds(60),
+            not_before: DateTime::<Utc>::MIN_UTC,
         }
     }
 
@@ -352,6 +378,7 @@ mod tests {
             start: next_start,
             poll_start: t("2024-01-01T00:05:00Z"),
             overlap: TimeDelta::seconds(60),
+            not_before: DateTime::<Utc>::MIN_UTC,
         };
         let d2 = detect(r, &cp, w, &second);
         let got: Vec<_> = d2
@@ -431,6 +458,26 @@ mod tests {
             t("2024-01-01T00:30:00Z"),
             "never past an unpublished record"
         );
+
+        // Nothing older than the job, measured on the provider's clock.
+        let started = t("2024-01-01T00:40:00Z");
+        let behind = job_start_on_provider_clock(
+            started,
+            t("2024-01-01T01:00:00Z"),
+            Some(t("2024-01-01T00:55:00Z")),
+        );
+        assert_eq!(behind, t("2024-01-01T00:34:58Z"));
+        let d = detect(
+            &plain.resources[0],
+            &start(),
+            Window {
+                not_before: behind,
+                ..w
+            },
+            &records,
+        );
+        assert_eq!(d.changes.len(), 1, "only the change after the job began");
+        assert_eq!(d.changes[0].object_id, "3");
 
         let by_created = instance(r#","filterByUpdatedDate":"false""#);
         let d = detect(&by_created.resources[0], &start(), w, &records);

@@ -270,7 +270,29 @@ pub fn router(sandbox: Sandbox) -> Router {
             sandbox.clone(),
             stats::count,
         ))
+        .layer(middleware::from_fn_with_state(
+            sandbox.clone(),
+            provider_date,
+        ))
         .with_state(sandbox)
+}
+
+/// A provider stamps `Date` with its own clock; with a shifted sandbox clock
+/// (`PUT /_sandbox/clock`) clients see the skew there too, as they would
+/// with a real provider whose clock is off. A `Date` set by a handler (the
+/// throttle responses) is kept.
+async fn provider_date(
+    axum::extract::State(sb): axum::extract::State<Sandbox>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key(axum::http::header::DATE)
+        && let Ok(v) = axum::http::HeaderValue::from_str(&clock::http_date(sb.0.clock.now()))
+    {
+        response.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    response
 }
 
 async fn not_found() -> Response {

@@ -113,10 +113,11 @@ impl JobRunner {
     pub async fn poll_once(&mut self, started: DateTime<Utc>) -> PollOutcome {
         let job = &self.job;
         let resource = job.resource();
-        let window = Window {
+        let mut window = Window {
             start: detect::window_start(self.checkpoint.watermark, resource, self.settings.overlap),
             poll_start: started,
             overlap: self.settings.overlap,
+            not_before: self.checkpoint.started_from,
         };
         let url = resource
             .url
@@ -129,6 +130,11 @@ impl JobRunner {
                 return PollOutcome::FetchFailed;
             }
         };
+        window.not_before = detect::job_start_on_provider_clock(
+            self.checkpoint.started_from,
+            started,
+            fetched.provider_date,
+        );
         let detected = detect::detect(resource, &self.checkpoint, window, &fetched.records);
         let ctx = EventContext {
             job: &job.id,
