@@ -48,6 +48,7 @@ pub async fn run(
         factory: Arc::new(factory),
         encryption_key: settings.state_encryption_key.clone(),
         restore_timeout: RESTORE_TIMEOUT,
+        hold_transactions_open: settings.test_hold_transaction,
     };
     crate::worker::run(&settings, instances, deps, shutdown).await?;
     Ok(())

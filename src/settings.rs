@@ -48,6 +48,7 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
         "offsets are never auto-committed by the service",
     ),
     ("group.id", "set WORKER_GROUP_ID instead"),
+    ("group.instance.id", "set WORKER_ID instead"),
 ];
 
 /// How log lines are written.
@@ -124,6 +125,17 @@ struct EnvSettings {
     /// instance uses OAuth.
     #[serde(default)]
     state_encryption_key: Option<Secret>,
+    /// `WORKER_ID`: optional stable identity of this worker (e.g. the pod
+    /// name of a StatefulSet). Set, it is the group's static member id
+    /// (`group.instance.id`): a restarted worker takes its partitions back at
+    /// once instead of waiting for the old session to time out.
+    #[serde(default)]
+    worker_id: Option<String>,
+    /// `TEST_HOLD_TRANSACTION_MS`: testing only (default 0). Holds every
+    /// transaction open this long before committing, so that crash tests
+    /// can kill a worker inside an open transaction.
+    #[serde(default)]
+    test_hold_transaction_ms: u64,
 }
 
 fn default_bootstrap() -> String {
@@ -187,6 +199,9 @@ pub struct Settings {
     pub service_timezone: Zone,
     pub safety_overlap: std::time::Duration,
     pub state_encryption_key: Option<EncryptionKey>,
+    pub worker_id: Option<String>,
+    /// Testing only: `TEST_HOLD_TRANSACTION_MS`.
+    pub test_hold_transaction: std::time::Duration,
     pub kafka_properties: KafkaProperties,
 }
 
@@ -292,6 +307,11 @@ impl Settings {
             service_timezone,
             safety_overlap: std::time::Duration::from_secs(env.safety_overlap_seconds),
             state_encryption_key,
+            worker_id: env
+                .worker_id
+                .map(|w| w.trim().to_string())
+                .filter(|w| !w.is_empty()),
+            test_hold_transaction: std::time::Duration::from_millis(env.test_hold_transaction_ms),
             kafka_properties,
         };
         settings.check()?;
@@ -380,7 +400,7 @@ fn check_topic_name(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn known_vars() -> [&'static str; 15] {
+fn known_vars() -> [&'static str; 17] {
     [
         "KAFKA_BOOTSTRAP_SERVERS",
         "EVENTS_TOPIC",
@@ -397,6 +417,8 @@ fn known_vars() -> [&'static str; 15] {
         "SERVICE_TIMEZONE",
         "SAFETY_OVERLAP_SECONDS",
         "STATE_ENCRYPTION_KEY",
+        "TEST_HOLD_TRANSACTION_MS",
+        "WORKER_ID",
     ]
 }
 
@@ -536,8 +558,12 @@ mod tests {
             ("LOG_FORMAT", "json"),
             ("TOPIC_PARTITIONS", "12"),
             ("TOPIC_REPLICATION_FACTOR", "3"),
+            ("TEST_HOLD_TRANSACTION_MS", "300"),
+            ("WORKER_ID", " pod-0 "),
         ]))
         .unwrap();
+        assert_eq!(s.test_hold_transaction.as_millis(), 300);
+        assert_eq!(s.worker_id.as_deref(), Some("pod-0"));
         assert_eq!(s.kafka_bootstrap_servers, "a:1,b:2");
         assert_eq!(
             (&*s.events_topic, &*s.state_topic, &*s.dlq_topic),

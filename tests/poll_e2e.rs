@@ -23,12 +23,26 @@ fn oauth_sandbox(codes: &[&str]) -> SandboxConfig {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_change_becomes_exactly_one_event() {
-    let sb = sandbox::start(oauth_sandbox(&["test-code"])).await.expect("sandbox");
+    let sb = sandbox::start(oauth_sandbox(&["test-code"]))
+        .await
+        .expect("sandbox");
     let base = sb.base_url();
     // Orders from an hour ago: older than the job, so never events.
-    control(&base, Method::PUT, "/_sandbox/clock", json!({"offset_seconds": -3600})).await;
+    control(
+        &base,
+        Method::PUT,
+        "/_sandbox/clock",
+        json!({"offset_seconds": -3600}),
+    )
+    .await;
     control(&base, Method::POST, "/_sandbox/orders", json!({"count": 5})).await;
-    control(&base, Method::PUT, "/_sandbox/clock", json!({"offset_seconds": 0})).await;
+    control(
+        &base,
+        Method::PUT,
+        "/_sandbox/clock",
+        json!({"offset_seconds": 0}),
+    )
+    .await;
     let names = Names::new();
     let files = Instances::new(&[(
         "shop.json",

@@ -79,6 +79,9 @@ pub struct PartitionProducer {
     producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     partition: i32,
     topics: Arc<Topics>,
+    /// Testing only: keep each transaction open this long before
+    /// committing, so crash tests can kill a worker inside one.
+    hold_open: Duration,
 }
 
 /// `<group>.<state topic>.<partition>`: stable across restarts and workers,
@@ -123,7 +126,14 @@ impl PartitionProducer {
             producer,
             partition,
             topics,
+            hold_open: Duration::ZERO,
         })
+    }
+
+    /// Testing only: see [`crate::settings::Settings::test_hold_transaction`].
+    pub fn with_hold_open(mut self, hold: Duration) -> Self {
+        self.hold_open = hold;
+        self
     }
 
     pub fn partition(&self) -> i32 {
@@ -149,6 +159,18 @@ impl PartitionProducer {
             .begin_transaction()
             .map_err(PublishError::classify)?;
         match self.send_all(&batch).and_then(|()| {
+            // Only poll transactions are held: holding a token save would
+            // widen the one window a crash can strand an instance in (the
+            // provider has rotated the refresh token, we have not stored it).
+            let is_poll = !batch.events.is_empty() || !batch.dead_letters.is_empty();
+            if is_poll && !self.hold_open.is_zero() {
+                tracing::debug!(
+                    message = "Transaction held open for testing.",
+                    partition = self.partition,
+                    records = batch.events.len() + batch.dead_letters.len() + batch.state.len()
+                );
+                std::thread::sleep(self.hold_open);
+            }
             self.producer
                 .commit_transaction(TXN_TIMEOUT)
                 .map_err(PublishError::classify)

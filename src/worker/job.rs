@@ -180,6 +180,7 @@ impl JobRunner {
                 info!(
                     message = "Poll committed.",
                     job = %job.id,
+                    poll_start = %started.to_rfc3339(),
                     records = fetched.records.len(),
                     pages = fetched.pages,
                     events = n,

@@ -100,14 +100,18 @@ impl Membership {
         base: &ClientConfig,
         group: &str,
         topic: &str,
+        static_id: Option<&str>,
     ) -> KafkaResult<(Self, mpsc::UnboundedReceiver<Ownership>)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let context = GroupContext {
             topic: topic.to_string(),
             events: tx,
         };
-        let consumer: BaseConsumer<GroupContext> = base
-            .clone()
+        let mut config = base.clone();
+        if let Some(id) = static_id {
+            config.set("group.instance.id", id);
+        }
+        let consumer: BaseConsumer<GroupContext> = config
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("partition.assignment.strategy", "roundrobin")

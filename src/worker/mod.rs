@@ -65,6 +65,7 @@ pub async fn run(
         &settings.kafka_config(),
         &settings.worker_group_id,
         &settings.state_topic,
+        settings.worker_id.as_deref(),
     )?;
     let mut running: HashMap<i32, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     loop {

@@ -49,6 +49,8 @@ pub struct PartitionDeps {
     pub factory: Arc<dyn SourceFactory>,
     pub encryption_key: Option<EncryptionKey>,
     pub restore_timeout: Duration,
+    /// Testing only: see [`crate::settings::Settings::test_hold_transaction`].
+    pub hold_transactions_open: Duration,
 }
 
 /// Runs `partition` until `cancel`; starts over (fence, restore) whenever
@@ -85,7 +87,9 @@ async fn own(
     cancel: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let producer =
-        PartitionProducer::fence(&deps.kafka, &deps.group, deps.topics.clone(), partition).await?;
+        PartitionProducer::fence(&deps.kafka, &deps.group, deps.topics.clone(), partition)
+            .await?
+            .with_hold_open(deps.hold_transactions_open);
     let lane = Arc::new(Lane::new(producer));
     let restored = restore_partition(
         &deps.kafka,

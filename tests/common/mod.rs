@@ -52,6 +52,11 @@ pub fn topic(name: &str, partitions: i32) -> NewTopic<'_> {
 /// Every `(key, value)` of every partition of `topic` visible to a
 /// `read_committed` reader, read until each partition reports its end.
 pub async fn read_committed_values(topic: &str) -> Vec<(String, String)> {
+    read_values(topic, "read_committed").await
+}
+
+/// Like [`read_committed_values`] at any isolation level.
+pub async fn read_values(topic: &str, isolation: &'static str) -> Vec<(String, String)> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::KafkaError;
@@ -61,7 +66,7 @@ pub async fn read_committed_values(topic: &str) -> Vec<(String, String)> {
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = client_config()
             .set("group.id", unique("reader"))
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .create()
