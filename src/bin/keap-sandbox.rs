@@ -53,6 +53,11 @@ struct Cli {
     /// Access-token lifetime in seconds (Keap: 86400).
     #[arg(long, env = "KEAP_SANDBOX_ACCESS_TOKEN_TTL", default_value_t = DEFAULT_ACCESS_TOKEN_TTL_SECONDS)]
     access_token_ttl: u64,
+    /// When a rotated-out refresh token stops working: `never` (at the
+    /// refresh that replaced it) or `until-first-use` (when the new pair is
+    /// first used).
+    #[arg(long, value_enum, default_value = "never")]
+    refresh_reuse: event_poller::sandbox::oauth::RefreshReuse,
     /// Hub `User` secret; without it the hub needs no Authorization header.
     #[arg(long, env = "KEAP_SANDBOX_HUB_USER", requires = "hub_organization")]
     hub_user: Option<String>,
@@ -80,6 +85,7 @@ impl Cli {
             client_secret: self.client_secret.map(Secret::new),
             authorization_codes: self.authorization_codes,
             access_token_ttl_seconds: self.access_token_ttl,
+            refresh_reuse: self.refresh_reuse,
             hub_user: self.hub_user,
             hub_organization: self.hub_organization,
             frozen_clock: None,

@@ -115,6 +115,8 @@ pub struct SandboxConfig {
     pub frozen_clock: Option<DateTime<Utc>>,
     /// Precision of stored dates (Keap: whole seconds).
     pub timestamp_precision: Precision,
+    /// When a rotated-out refresh token stops working (default: at once).
+    pub refresh_reuse: oauth::RefreshReuse,
 }
 
 impl Default for SandboxConfig {
@@ -132,6 +134,7 @@ impl Default for SandboxConfig {
             hub_organization: None,
             frozen_clock: None,
             timestamp_precision: Precision::Seconds,
+            refresh_reuse: oauth::RefreshReuse::Never,
         }
     }
 }
@@ -219,7 +222,8 @@ impl Sandbox {
         store.seed_history(config.orders);
         let client = config.client_id.clone().zip(config.client_secret.clone());
         let ttl = i64::try_from(config.access_token_ttl_seconds).unwrap_or(i64::MAX);
-        let tokens = oauth::Tokens::new(client, config.authorization_codes.clone(), ttl);
+        let tokens = oauth::Tokens::new(client, config.authorization_codes.clone(), ttl)
+            .with_reuse(config.refresh_reuse);
         let hub = config.hub_user.clone().zip(config.hub_organization.clone());
         Ok(Self(Arc::new(Shared {
             clock,

@@ -13,6 +13,15 @@
 //!   sandbox clock, so `PUT /_sandbox/clock` can expire them instantly.
 //!   Refresh tokens do not expire. Old access tokens stay valid after a
 //!   refresh until they expire.
+//! - With [`RefreshReuse::UntilFirstUse`] (`--refresh-reuse until-first-use`)
+//!   the old refresh token keeps working until the client *uses* what the
+//!   refresh gave it (the new access token on an API call, or the new
+//!   refresh token); presenting it again before that reissues a pair and
+//!   voids the unused one. Several providers soften rotation this way; it is
+//!   what makes "store the new refresh token before using the new access
+//!   token" crash-safe. The default, [`RefreshReuse::Never`], voids the old
+//!   token at once, and then no client can survive a crash between the
+//!   provider's answer and its own durable write.
 //! - Errors are RFC 6749 documents, as Keap sends them:
 //!   `{"error":"invalid_grant","error_description":"…"}`.
 //!
@@ -40,6 +49,16 @@ use crate::secret::Secret;
 /// The `scope` Keap returns: full access to one app.
 const SCOPE: &str = "full|sandbox.infusionsoft.com";
 
+/// When a rotated-out refresh token stops working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RefreshReuse {
+    /// At once, on the refresh that replaced it.
+    #[default]
+    Never,
+    /// When the client first uses the new access or refresh token.
+    UntilFirstUse,
+}
+
 /// Registered client and all live grants.
 #[derive(Debug)]
 pub struct Tokens {
@@ -48,6 +67,12 @@ pub struct Tokens {
     codes: HashSet<String>,
     access: HashMap<String, DateTime<Utc>>,
     refresh: HashSet<String>,
+    reuse: RefreshReuse,
+    /// Rotated-out refresh token → the (access, refresh) pair that replaced
+    /// it and has not been used yet ([`RefreshReuse::UntilFirstUse`]).
+    grace: HashMap<String, (String, String)>,
+    /// Unused new access token → the refresh token it replaced.
+    unused: HashMap<String, String>,
 }
 
 /// Why a bearer token was refused.
@@ -116,6 +141,21 @@ impl Tokens {
             codes: codes.into_iter().collect(),
             access: HashMap::new(),
             refresh: HashSet::new(),
+            reuse: RefreshReuse::Never,
+            grace: HashMap::new(),
+            unused: HashMap::new(),
+        }
+    }
+
+    pub fn with_reuse(mut self, reuse: RefreshReuse) -> Self {
+        self.reuse = reuse;
+        self
+    }
+
+    /// The pair replacing `old` was used: `old` is dead from now on.
+    fn end_grace(&mut self, old: &str) {
+        if let Some((access, _)) = self.grace.remove(old) {
+            self.unused.remove(&access);
         }
     }
 
@@ -150,6 +190,9 @@ impl Tokens {
         let expires = *self.access.get(token).ok_or(BearerError::Invalid)?;
         if now >= expires {
             return Err(BearerError::Expired);
+        }
+        if let Some(old) = self.unused.remove(token) {
+            self.grace.remove(&old);
         }
         Ok(())
     }
@@ -213,13 +256,40 @@ impl Tokens {
             }
             Some("refresh_token") => {
                 let old = field("refresh_token").ok_or_else(|| missing("refresh_token"))?;
-                if !self.refresh.remove(old) {
+                if self.refresh.remove(old) {
+                    // Using a refresh token ends the grace of the one it
+                    // replaced.
+                    let replaced: Vec<String> = self
+                        .grace
+                        .iter()
+                        .filter(|(_, (_, r))| r == old)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in replaced {
+                        self.end_grace(&k);
+                    }
+                } else if let Some((access, refresh)) = self.grace.remove(old) {
+                    // Reused within its grace: the unused pair is void.
+                    self.unused.remove(&access);
+                    self.access.remove(&access);
+                    self.refresh.remove(&refresh);
+                } else {
                     return Err(OAuthError::new(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",
                         "Invalid refresh token",
                     ));
                 }
+                let grant = self.issue(now);
+                if self.reuse == RefreshReuse::UntilFirstUse {
+                    self.grace.insert(
+                        old.to_owned(),
+                        (grant.access_token.clone(), grant.refresh_token.clone()),
+                    );
+                    self.unused
+                        .insert(grant.access_token.clone(), old.to_owned());
+                }
+                return Ok(grant);
             }
             Some(other) => {
                 return Err(OAuthError::new(
@@ -382,6 +452,45 @@ mod tests {
         );
         assert_eq!(t.check(None, now()), Err(BearerError::Missing));
         assert_eq!(t.check(Some("x"), now()), Err(BearerError::Invalid));
+    }
+
+    #[test]
+    fn until_first_use_keeps_the_old_refresh_token_until_the_new_pair_is_used() {
+        let mut t = Tokens::new(
+            Some(("id".into(), Secret::new("secret"))),
+            ["c".to_string()],
+            60,
+        )
+        .with_reuse(RefreshReuse::UntilFirstUse);
+        let code = form(&[("grant_type", "authorization_code"), ("code", "c")]);
+        let g1 = t.token(client(), &code, now()).unwrap();
+        let refresh = |tok: &str| form(&[("grant_type", "refresh_token"), ("refresh_token", tok)]);
+        let g2 = t
+            .token(client(), &refresh(&g1.refresh_token), now())
+            .unwrap();
+        // Crash before storing g2: the old refresh token still works, and
+        // the unused pair g2 is void.
+        let g3 = t
+            .token(client(), &refresh(&g1.refresh_token), now())
+            .unwrap();
+        assert_eq!(
+            t.check(Some(&g2.access_token), now()),
+            Err(BearerError::Invalid)
+        );
+        assert!(
+            t.token(client(), &refresh(&g2.refresh_token), now())
+                .is_err()
+        );
+        // Using the new access token ends the grace.
+        assert_eq!(t.check(Some(&g3.access_token), now()), Ok(()));
+        assert!(
+            t.token(client(), &refresh(&g1.refresh_token), now())
+                .is_err()
+        );
+        assert!(
+            t.token(client(), &refresh(&g3.refresh_token), now())
+                .is_ok()
+        );
     }
 
     #[test]
