@@ -294,3 +294,210 @@ pub async fn control(base_url: &str, method: reqwest::Method, path: &str, body: 
     assert!(resp.status().is_success(), "{path}: {}", resp.status());
     resp.json().await.unwrap_or(Value::Null)
 }
+
+/// One committed record as a consumer sees it, headers included.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    /// The value exactly as stored (UTF-8).
+    pub text: String,
+    /// The value parsed as JSON (`Null` if it is not JSON).
+    pub value: Value,
+    pub headers: Vec<(String, String)>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Record {
+    /// Every value of header `name`, in record order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The one value of header `name`; panics if it is absent or repeated.
+    pub fn header(&self, name: &str) -> &str {
+        match self.header_values(name).as_slice() {
+            [one] => one,
+            other => panic!(
+                "header {name}: expected exactly one, got {other:?} on {}",
+                self.text
+            ),
+        }
+    }
+}
+
+/// Every record of every partition of `topic` visible to a `read_committed`
+/// reader (keys, values and headers), read until each partition reports
+/// its end.
+pub async fn read_committed_records(topic: &str) -> Vec<Record> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Headers;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = super::client_config()
+            .set("group.id", unique("reader"))
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata.topics()[0].partitions().len();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&topic, p as i32, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut ended = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ended.len() < partitions {
+            assert!(Instant::now() < deadline, "no end of {topic}");
+            match consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                Some(Err(e)) => panic!("consume {topic}: {e}"),
+                Some(Ok(m)) => {
+                    let text =
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                    let headers = m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(Record {
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        value: serde_json::from_str(&text).unwrap_or(Value::Null),
+                        text,
+                        headers,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    });
+                }
+            }
+        }
+        out
+    })
+    .await
+    .expect("reader")
+}
+
+/// Like [`await_events`], with headers: reads `topic` until `done(records)`
+/// holds or `timeout` passes (then panics with the poller's log tail).
+pub async fn await_records(
+    topic: &str,
+    timeout: Duration,
+    poller: Option<&Poller>,
+    mut done: impl FnMut(&[Record]) -> bool,
+) -> Vec<Record> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if topic_exists(topic) {
+            let seen = read_committed_records(topic).await;
+            if done(&seen) {
+                return seen;
+            }
+            if Instant::now() > deadline {
+                let log = poller.map(Poller::log_text).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "condition not met within {timeout:?}; {} records in {topic}; poller log tail:\n{}",
+                    seen.len(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        } else if Instant::now() > deadline {
+            panic!("topic {topic} never appeared");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until the job `instance/resource` has committed its first
+/// checkpoint (its starting point), so changes made afterwards are its
+/// events.
+pub async fn await_checkpoint(names: &Names, poller: &Poller, instance: &str, resource: &str) {
+    let key = format!("job/{instance}/{resource}");
+    await_records(&names.state, Duration::from_secs(60), Some(poller), |s| {
+        s.iter().any(|r| r.key.as_deref() == Some(key.as_str()))
+    })
+    .await;
+}
+
+impl Poller {
+    /// The log as JSON lines (`LOG_FORMAT=json`); lines that are not JSON
+    /// are skipped.
+    pub fn log_json(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// `GET /_sandbox/stats`: request counts by endpoint and status.
+pub async fn stats(base_url: &str) -> Value {
+    control(base_url, reqwest::Method::GET, "/_sandbox/stats", json!({})).await
+}
+
+/// Requests counted in `stats` (all statuses) on endpoints for which
+/// `endpoint` holds, e.g. `|e| e.ends_with("/orders")`.
+pub fn requests_to(stats: &Value, endpoint: impl Fn(&str) -> bool) -> u64 {
+    stats["requests"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(e, _)| endpoint(e))
+        .flat_map(|(_, by_status)| by_status.as_object().into_iter().flatten())
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Waits until the sandbox's clock (`GET /_sandbox/clock`) reads later
+/// than `t`, so that the next change is stamped after it.
+pub async fn await_sandbox_time_after(base_url: &str, t: chrono::DateTime<chrono::Utc>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let clock = control(base_url, reqwest::Method::GET, "/_sandbox/clock", json!({})).await;
+        let now = clock["now"]
+            .as_str()
+            .and_then(parse_keap_date)
+            .unwrap_or_else(|| panic!("sandbox clock: {clock}"));
+        if now > t {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sandbox clock stuck at {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A date as the sandbox (and Keap) writes it, `2019-10-25T18:53:10.000+0000`,
+/// or RFC 3339.
+pub fn parse_keap_date(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
+        .ok()
+        .map(|t| t.to_utc())
+}
