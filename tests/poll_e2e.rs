@@ -69,6 +69,15 @@ async fn each_change_becomes_exactly_one_event() {
         s.len() >= 3
     })
     .await;
+    // An update more than createdCheckTolerance after creation.
+    let created_at = e2e::changes(&base)
+        .await
+        .iter()
+        .filter(|(id, _, _)| *id == ids[0])
+        .filter_map(|(_, _, d)| e2e::parse_keap_date(d))
+        .max()
+        .expect("created order in the change log");
+    e2e::await_sandbox_time_after(&base, created_at + chrono::TimeDelta::seconds(2)).await;
     control(
         &base,
         Method::POST,
@@ -99,12 +108,14 @@ async fn each_change_becomes_exactly_one_event() {
         assert_eq!(e.value["objectType"], "orders");
         assert_eq!(e.value["elementKey"], "infusionsoftecommerce");
         assert_eq!(e.value["instanceId"], "shop");
-        let expected_type =
-            if e.value["raw"]["creation_date"] == e.value["raw"]["modification_date"] {
-                "CREATED"
-            } else {
-                "UPDATED"
-            };
+        // CREATED when created and updated are within createdCheckTolerance
+        // (default 1 s).
+        let date = |f: &str| e2e::parse_keap_date(e.value["raw"][f].as_str().unwrap_or_default());
+        let (created, updated) = (date("creation_date"), date("modification_date"));
+        let expected_type = match (created, updated) {
+            (Some(c), Some(u)) if (u - c).num_seconds().abs() <= 1 => "CREATED",
+            _ => "UPDATED",
+        };
         assert_eq!(e.value["eventType"], expected_type, "{}", e.value);
     }
     assert!(seen.iter().any(|e| e.value["eventType"] == "UPDATED"));
