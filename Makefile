@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 KAFKA := deploy/kafka/kafka.sh
 CARGO ?= cargo
+# The local broker's port; tests are pointed at it.
+export KAFKA_PORT ?= 9092
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
 .PHONY: help build test lint unit integration kafka-up kafka-down kafka-status demo bench clean
 
