@@ -101,6 +101,12 @@ fn shutdown_on_signal() -> CancellationToken {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if !settings.instances_path.exists() {
+        anyhow::bail!(
+            "INSTANCES_PATH {} does not exist (a JSON file or a directory of them)",
+            settings.instances_path.display()
+        );
+    }
     let loaded = event_poller::instance::load_path(&settings.instances_path);
     for problem in &loaded.problems {
         tracing::error!(message = "Invalid instance file; it is not polled.", %problem);

@@ -29,6 +29,20 @@ pub async fn run(
     instances: Vec<Arc<Instance>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Fail at start-up, not at every poll: an OAuth instance cannot keep its
+    // rotating refresh token without the sealing key.
+    if settings.state_encryption_key.is_none()
+        && let Some(i) = instances.iter().find(|i| {
+            i.is_polled() && matches!(i.connection_mode, crate::instance::ConnectionMode::Direct)
+        })
+    {
+        anyhow::bail!(
+            "STATE_ENCRYPTION_KEY is not set, but instance {} ({}) uses OAuth: its tokens are kept \
+             sealed in the state topic (set a base64 32-byte key, e.g. `openssl rand -base64 32`)",
+            i.id,
+            i.source.display()
+        );
+    }
     let factory = HttpSources::new(FetchLimits::default())
         .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
     let deps = PartitionDeps {
