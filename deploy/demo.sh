@@ -26,6 +26,7 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 cargo build --quiet --bins
+bin=${CARGO_TARGET_DIR:-target}/debug
 
 if deploy/kafka/kafka.sh status 2>/dev/null; then
   echo "demo: using the Kafka already running"
@@ -34,7 +35,7 @@ else
   started_kafka=1
 fi
 
-target/debug/keap-sandbox --listen "127.0.0.1:$port" --seed 7 --orders 5 \
+"$bin"/keap-sandbox --listen "127.0.0.1:$port" --seed 7 --orders 5 \
   --create-rate 0.4 --update-rate 0.6 \
   --client-id demo-client --client-secret demo-secret \
   --authorization-code demo-authorization-code --access-token-ttl 60 \
@@ -52,17 +53,17 @@ export TOPIC_PARTITIONS=3 INSTANCES_PATH=deploy/examples/infusionsoft-instance.j
 export WORKER_GROUP_ID="demo-$run_id" OPS_LISTEN=127.0.0.1:0
 # A demo-only key: real deployments pass their own (see README).
 export STATE_ENCRYPTION_KEY=ZGVtby1rZXktZGVtby1rZXktZGVtby1rZXktMDAwMDA=
-target/debug/event-poller run > "$logs/poller.log" 2>&1 &
+"$bin"/event-poller run > "$logs/poller.log" 2>&1 &
 pids+=($!)
 echo "demo: poller running (log: $logs/poller.log); events on $EVENTS_TOPIC as they commit:"
 echo "demo: the sandbox creates and updates orders every few seconds; Ctrl-C stops everything"
 
 # Wait for the poller to create the topic, then follow it.
 for _ in $(seq 1 100); do
-  target/debug/event-poller tail --topic "$EVENTS_TOPIC" --from-beginning --exit-at-end >/dev/null 2>&1 && break
+  "$bin"/event-poller tail --topic "$EVENTS_TOPIC" --from-beginning --exit-at-end >/dev/null 2>&1 && break
   kill -0 "${pids[1]}" 2>/dev/null || { tail -n 20 "$logs/poller.log" >&2; exit 1; }
   sleep 0.2
 done
-target/debug/event-poller tail --topic "$EVENTS_TOPIC" --from-beginning &
+"$bin"/event-poller tail --topic "$EVENTS_TOPIC" --from-beginning &
 pids+=($!)
 wait "${pids[2]}"
