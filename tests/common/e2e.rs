@@ -501,3 +501,170 @@ pub fn parse_keap_date(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .ok()
         .map(|t| t.to_utc())
 }
+
+// ---------------------------------------------------------------------------
+// Fault scenarios: the "exactly once" check, sandbox stats and the poller's
+// JSON log (used by `poll_faults.rs`).
+// ---------------------------------------------------------------------------
+
+/// The change log as `(id, change, modification_date)`, see [`changes`].
+pub type ChangeLog = [(String, String, String)];
+
+/// What [`assert_exactly_once`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExactlyOnce {
+    /// Distinct `(objectId, modification_date)` published.
+    pub published: usize,
+    /// Changes of the job that had to be published (and were).
+    pub required: usize,
+    /// Changes of the job that polling may legitimately miss: followed by a
+    /// change of the same order within one poll interval.
+    pub exempt: usize,
+}
+
+fn keap_date(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .unwrap_or_else(|e| panic!("sandbox date {text:?}: {e}"))
+        .to_utc()
+}
+
+/// The "exactly once" check, for what a `read_committed` reader sees after
+/// a run (`seen`) against the sandbox's change log (`log`):
+///
+/// 1. no `(objectId, modification_date)` is published twice, and every key
+///    equals its objectId;
+/// 2. every published pair is one the sandbox served (is in its log), and
+///    none is a change of `log[..before_job]` (made before the job began);
+/// 3. every creation or update of `log[job_started..]` is published unless
+///    the next change of the same order is dated at most `interval` later
+///    (two changes between two polls: only the second is visible). The
+///    last state of every order is therefore always required.
+///
+/// Changes in `log[before_job..job_started]` (around the job's start) may
+/// be published or not. Panics with the offending pairs.
+pub fn assert_exactly_once(
+    seen: &[Seen],
+    log: &ChangeLog,
+    before_job: usize,
+    job_started: usize,
+    interval: Duration,
+) -> ExactlyOnce {
+    for e in seen {
+        assert_eq!(e.key, e.object_id(), "key = objectId: {}", e.value);
+    }
+    let got = counts(seen);
+    let mut twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
+    twice.sort();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+
+    let pair = |c: &(String, String, String)| (c.0.clone(), c.2.clone());
+    let served: std::collections::HashSet<(String, String)> = log.iter().map(pair).collect();
+    let mut unknown: Vec<_> = got.keys().filter(|k| !served.contains(*k)).collect();
+    unknown.sort();
+    assert!(
+        unknown.is_empty(),
+        "published states the sandbox never had: {unknown:?}"
+    );
+    let old: std::collections::HashSet<(String, String)> =
+        log[..before_job].iter().map(pair).collect();
+    let mut too_old: Vec<_> = got.keys().filter(|k| old.contains(*k)).collect();
+    too_old.sort();
+    assert!(
+        too_old.is_empty(),
+        "published changes made before the job started: {too_old:?}"
+    );
+
+    let spacing = chrono::TimeDelta::from_std(interval).expect("interval");
+    let mut required = Vec::new();
+    let mut exempt = 0;
+    for (i, c) in log.iter().enumerate().skip(job_started) {
+        if c.1 == "deleted" {
+            continue;
+        }
+        let next = log[i + 1..].iter().find(|n| n.0 == c.0);
+        match next {
+            Some(n) if keap_date(&n.2) - keap_date(&c.2) <= spacing => exempt += 1,
+            _ => required.push(pair(c)),
+        }
+    }
+    let mut missing: Vec<_> = required.iter().filter(|k| !got.contains_key(*k)).collect();
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "changes never published ({} of {} required): {missing:?}",
+        missing.len(),
+        required.len()
+    );
+    ExactlyOnce {
+        published: got.len(),
+        required: required.len(),
+        exempt,
+    }
+}
+
+/// `GET /_sandbox/stats`: responses served for `endpoint` (such as
+/// `GET /crm/rest/v1/orders`) with `status`.
+pub async fn served(base_url: &str, endpoint: &str, status: u16) -> u64 {
+    let v: Value = reqwest::get(format!("{base_url}/_sandbox/stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    v["requests"][endpoint][status.to_string()]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Every response `endpoint` was answered with, whatever the status.
+pub async fn served_total(base_url: &str, endpoint: &str) -> u64 {
+    let v: Value = reqwest::get(format!("{base_url}/_sandbox/stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    v["requests"][endpoint]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
+}
+
+impl Poller {
+    /// The poller's JSON log lines (`LOG_FORMAT=json`), parsed; lines that
+    /// are not JSON are skipped.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The log lines whose `message` is `message`.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        self.log_lines()
+            .into_iter()
+            .filter(|l| l["message"] == message)
+            .collect()
+    }
+
+    /// Waits until `done(lines)` holds for the parsed log, or panics with
+    /// the log tail after `timeout`.
+    pub async fn await_log(&self, timeout: Duration, mut done: impl FnMut(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.log_lines()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "log condition not met within {timeout:?}; poller log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
