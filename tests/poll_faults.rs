@@ -659,3 +659,84 @@ async fn provider_clock_five_minutes_ahead() {
 async fn provider_clock_five_minutes_behind() {
     clock_skew(-300).await;
 }
+
+// ---------------------------------------------------------------------------
+// Known failures (bugs in the poller, not in these tests)
+// ---------------------------------------------------------------------------
+
+/// More orders share one modification date than one window may fetch
+/// (`pageSize` 2 × 100 pages = 200 records). The window comes back
+/// truncated; the job must go on past the first 200. FAILS today: the job
+/// drops `resume_url` and re-polls from `watermark - overlap`, which
+/// returns the same 200 records (all duplicates) forever, at full speed.
+#[tokio::test(flavor = "multi_thread")]
+async fn equal_modification_dates_beyond_one_windows_page_limit() {
+    let mut run = start(Setup {
+        page_size: Some(2),
+        ..Setup::default()
+    })
+    .await;
+    run.faults(json!({"shared_timestamps": true})).await;
+    run.round(250, &[]).await;
+    run.settle(2).await;
+    run.check().await;
+    run.stop().await;
+}
+
+/// A backfill window covering 800 orders of history (100 a page). While the
+/// poller is between page 1 and page 2, order 1 (the oldest, on page 1) is
+/// updated: it moves to the end of the sort, every later order shifts one
+/// place left, and order 101, first of page 2 until then, now sits on the
+/// page already read. FAILS today: order 101 is never published. The
+/// window's watermark jumps to order 1's new date, the next window starts
+/// 10 minutes before that, and order 101 is dated about 20 minutes earlier.
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_window_with_a_change_between_pages() {
+    let sb = sandbox::start(SandboxConfig {
+        client_id: Some("test-client".into()),
+        client_secret: Some(Secret::new("test-secret")),
+        authorization_codes: vec!["test-code".into()],
+        orders: 800,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let base = sb.base_url();
+    let from = (Utc::now() - TimeDelta::hours(2)).to_rfc3339();
+    let mut instance = e2e::instance(
+        "shop",
+        &format!("{base}/crm/rest"),
+        INTERVAL_SECS,
+        json!({ "event.poller.backfill.from": from }),
+    );
+    instance["configuration"]["event.poller.configuration"]["orders"]["pageSize"] = json!(100);
+    // Two seconds per page: time to change data between two pages.
+    control(
+        &base,
+        Method::PUT,
+        "/_sandbox/faults",
+        json!({"latency_ms": 2000}),
+    )
+    .await;
+    let names = Names::new();
+    let files = Instances::new(&[("shop.json", instance.to_string())]);
+    let poller = spawn_poller(&names, &files, &[]);
+    poller
+        .await_log(PATIENCE, |l| {
+            l.iter()
+                .any(|l| l["message"] == "page fetched" && l["page"] == 1)
+        })
+        .await;
+    control(&base, Method::POST, "/_sandbox/orders/1/touch", json!({})).await;
+    control(&base, Method::DELETE, "/_sandbox/faults", json!({})).await;
+    poller
+        .await_log(PATIENCE, |l| {
+            l.iter().filter(|l| l["message"] == COMMITTED).count() >= 5
+        })
+        .await;
+    let seen = e2e::events(&names.events).await;
+    let log = e2e::changes(&base).await;
+    e2e::assert_exactly_once(&seen, &log, 0, 0, interval());
+    drop(poller);
+    sb.stop().await.expect("sandbox stop");
+}
