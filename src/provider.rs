@@ -9,10 +9,10 @@ use futures::future::BoxFuture;
 
 use crate::element::{self, ConnectionMode as ElementMode, KNOWN_ELEMENTS};
 use crate::fetch::oauth::{OAuth2Client, StoreError, TokenManager, TokenSet, TokenStore};
-use crate::fetch::{Auth, FetchLimits, Fetcher, HubCredentials, WindowRequest};
+use crate::fetch::{Auth, FetchLimits, Fetcher, HubCredentials, Keyset, WindowRequest};
 use crate::instance::{ConnectionMode, Instance};
 use crate::worker::partition::SourceFactory;
-use crate::worker::source::{Fetched, Source, SourceError, SourceFuture};
+use crate::worker::source::{FetchRequest, Fetched, Source, SourceError, SourceFuture};
 use crate::worker::tokens::TokenVault;
 
 /// Builds an HTTP [`Source`] per instance; one shared connection pool.
@@ -107,13 +107,23 @@ impl SourceFactory for HttpSources {
 struct HttpSource(Fetcher);
 
 impl Source for HttpSource {
-    fn fetch(&self, relative_url: String, page_size: Option<u32>) -> SourceFuture<'_> {
+    fn fetch(&self, request: FetchRequest) -> SourceFuture<'_> {
         Box::pin(async move {
+            let field = request.updated;
+            let position = move |raw: &serde_json::value::RawValue| {
+                let record: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+                let text = field.path.get(&record)?.as_str()?;
+                let t = field.format.parse(text, &field.zone).ok()?;
+                Some(t.with_timezone(&chrono::Utc))
+            };
             let w = self
                 .0
                 .fetch_window(WindowRequest {
-                    relative_url,
-                    page_size,
+                    relative_url: request.url,
+                    page_size: request.page_size,
+                    keyset: Some(Keyset {
+                        position: Arc::new(position),
+                    }),
                 })
                 .await?;
             Ok(Fetched {
@@ -121,6 +131,7 @@ impl Source for HttpSource {
                 pages: w.pages,
                 truncated: w.truncated,
                 provider_date: w.provider_date,
+                resume_url: w.resume_url,
             })
         })
     }

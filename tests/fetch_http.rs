@@ -143,6 +143,7 @@ fn seed(page_size: Option<u32>) -> WindowRequest {
     WindowRequest {
         relative_url: SEED_URL.into(),
         page_size,
+        keyset: None,
     }
 }
 
@@ -229,6 +230,7 @@ async fn page_size_comes_from_the_url_and_is_capped() {
         .fetch_window(WindowRequest {
             relative_url: format!("{}&pageSize=7", SEED_URL.trim()),
             page_size: None,
+            keyset: None,
         })
         .await
         .unwrap();
@@ -618,6 +620,7 @@ async fn absolute_resource_urls_must_be_on_the_api_origin() {
         .fetch_window(WindowRequest {
             relative_url: "http://169.254.169.254/latest/meta-data".into(),
             page_size: None,
+            keyset: None,
         })
         .await
         .unwrap_err();
@@ -662,6 +665,7 @@ async fn a_page_limit_truncates_and_the_window_resumes() {
         .fetch_window(WindowRequest {
             relative_url: resume,
             page_size: Some(1),
+            keyset: None,
         })
         .await
         .unwrap();
@@ -713,6 +717,7 @@ async fn untranslatable_urls_and_wrong_auth_are_refused_up_front() {
         .fetch_window(WindowRequest {
             relative_url: "/hubs/ecommerce/orders?where=status='PAID'".into(),
             page_size: None,
+            keyset: None,
         })
         .await
         .unwrap_err();

@@ -265,6 +265,7 @@ fn request() -> WindowRequest {
     WindowRequest {
         relative_url: "/hubs/ecommerce/orders?where=since='2024-01-01T00%3A00%3A00Z'".into(),
         page_size: None,
+        keyset: None,
     }
 }
 

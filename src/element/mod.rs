@@ -135,6 +135,12 @@ pub enum PagingKind {
         offset_param: String,
         /// Body field holding the next page's URL (`next`).
         next_field: String,
+        /// Query parameter taking an inclusive lower bound on the updated
+        /// time (Keap: `since`). With it, pages after the first are asked
+        /// for by keyset (`since` = newest time seen, `offset` = records seen
+        /// at that time) instead of by `next` link; see `fetch::Keyset`.
+        #[serde(default)]
+        since_param: Option<String>,
         /// The provider's largest page (Keap caps `limit` at 1000 silently;
         /// asking for more would make a full page look short and end the
         /// window early).
@@ -300,6 +306,7 @@ fn infusionsoft_direct() -> ElementDef {
             limit_param: "limit".into(),
             offset_param: "offset".into(),
             next_field: "next".into(),
+            since_param: Some("since".into()),
             max_page_size: 1000,
         },
         // Keap's default and maximum: one request per 1000 orders keeps us

@@ -22,7 +22,7 @@ mod retry;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -148,7 +148,7 @@ pub enum Auth {
 }
 
 /// One window to fetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WindowRequest {
     /// The rendered resource URL, relative to the API root
     /// (`/hubs/ecommerce/orders?where=since='…'`), or a `resume_url` from a
@@ -157,6 +157,39 @@ pub struct WindowRequest {
     /// The resource's `pageSize`; else the URL's page-size parameter, else
     /// the element default. Capped at the element's maximum.
     pub page_size: Option<u32>,
+    /// How to read a record's updated time, for keyset paging (see
+    /// [`Keyset`]); `None` follows the provider's `next` links.
+    pub keyset: Option<Keyset>,
+}
+
+/// Keyset paging for elements whose offset pager has a `since` parameter
+/// ([`PagingKind::OffsetNext::since_param`]).
+///
+/// Offset paging shifts when data changes between page requests: a record
+/// updated on page 1 moves to the end and every later record moves one
+/// place up, so the first record of page 2 is never served. That record is
+/// *unchanged*, possibly old, and a watermark moved past it loses it for
+/// good. Asking for each next page as "since the newest date seen so far,
+/// skipping the records already seen at exactly that date" cannot skip an
+/// unchanged record: changed records only move to dates after the bound.
+#[derive(Clone)]
+pub struct Keyset {
+    /// A record's updated time; records it cannot read do not move the bound.
+    pub position: Position,
+}
+
+/// Reads a record's updated time.
+pub type Position = Arc<dyn Fn(&RawValue) -> Option<DateTime<Utc>> + Send + Sync>;
+
+impl fmt::Debug for Keyset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keyset")
+    }
+}
+
+/// The lower bound of a keyset page, as Keap reads `since`.
+fn keyset_bound(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Counters of one window (or, from [`Fetcher::totals`], of a fetcher's
@@ -367,9 +400,10 @@ impl Fetcher {
     /// Offset paging (`limit`/`offset`/`next`) is evaluated by the
     /// provider per request: a record created, changed or deleted between
     /// two page requests shifts the rest by one, so a record can be served
-    /// twice or skipped. Callers overlap windows and deduplicate on
-    /// `(id, updatedAt)`; a record skipped this way was changed, so it has
-    /// a newer update time and falls into the next window.
+    /// twice or skipped; a skipped record is an *unchanged* neighbour of the
+    /// one that changed. With a [`Keyset`] (elements that have a `since`
+    /// parameter) pages after the first are requested by position instead,
+    /// which cannot skip; callers still deduplicate on `(id, updatedAt)`.
     ///
     /// # Errors
     /// Any [`FetchError`]: the window then failed as a whole.
@@ -422,6 +456,26 @@ impl Fetcher {
             stats: FetchStats::default(),
         };
         let mut last_cursor: Option<String> = None;
+        // Keyset position: the newest updated time seen and how many records
+        // carry exactly that time. A resumed window's URL carries both.
+        let mut bound: Option<(DateTime<Utc>, usize)> = match (&request.keyset, paging) {
+            (
+                Some(_),
+                PagingKind::OffsetNext {
+                    since_param: Some(since_param),
+                    offset_param,
+                    ..
+                },
+            ) => query_param(&url, since_param)
+                .and_then(|v| DateTime::parse_from_rfc3339(v.trim()).ok())
+                .map(|t| {
+                    let seen = query_param(&url, offset_param)
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    (t.with_timezone(&Utc), seen)
+                }),
+            _ => None,
+        };
         loop {
             if window.pages >= self.limits.max_pages_per_poll
                 || window.records.len() >= self.limits.max_records_per_poll
@@ -461,6 +515,17 @@ impl Fetcher {
                     }
                 })?;
             let count = page.records.len();
+            if let Some(keyset) = &request.keyset {
+                for r in &page.records {
+                    if let Some(t) = (keyset.position)(r) {
+                        bound = match bound {
+                            Some((b, n)) if t == b => Some((b, n + 1)),
+                            Some((b, n)) if t < b => Some((b, n)),
+                            _ => Some((t, 1)),
+                        };
+                    }
+                }
+            }
             tracing::debug!(
                 element = %self.element.key,
                 path = %url.path(),
@@ -471,6 +536,25 @@ impl Fetcher {
             window.records.extend(page.records);
 
             let next = match paging {
+                PagingKind::OffsetNext {
+                    since_param: Some(since_param),
+                    offset_param,
+                    ..
+                } if request.keyset.is_some() => match bound {
+                    Some((at, seen_at)) if count >= page_size as usize => {
+                        let mut next = url.clone();
+                        set_query_param(&mut next, since_param, &keyset_bound(at));
+                        set_query_param(&mut next, offset_param, &seen_at.to_string());
+                        if next == url {
+                            return Err(FetchError::Paging {
+                                request: request_label(),
+                                message: "keyset paging made no progress".into(),
+                            });
+                        }
+                        Some(next)
+                    }
+                    _ => None,
+                },
                 PagingKind::OffsetNext { .. } => {
                     // Keap sends `next` even past the end: a short page is
                     // the last one.

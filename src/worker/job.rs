@@ -20,7 +20,7 @@ use crate::publish::{Batch, PublishError};
 
 use super::jobs::Job;
 use super::lane::Lane;
-use super::source::Source;
+use super::source::{FetchRequest, Source};
 
 /// Settings every job of a worker shares.
 #[derive(Debug, Clone)]
@@ -51,6 +51,10 @@ pub enum PollOutcome {
 pub struct JobRunner {
     pub job: Job,
     pub checkpoint: Checkpoint,
+    /// A window cut short by the page or record limit continues here (its
+    /// start and the provider's resume URL). Only in memory: after a crash
+    /// the window is redone from the checkpoint.
+    pub resume: Option<(DateTime<Utc>, String)>,
     pub source: Arc<dyn Source>,
     pub lane: Arc<Lane>,
     pub permits: Arc<Semaphore>,
@@ -113,20 +117,41 @@ impl JobRunner {
     pub async fn poll_once(&mut self, started: DateTime<Utc>) -> PollOutcome {
         let job = &self.job;
         let resource = job.resource();
+        let resume = self.resume.take();
+        let start = match &resume {
+            Some((start, _)) => *start,
+            None => {
+                detect::window_start(self.checkpoint.watermark, resource, self.settings.overlap)
+            }
+        };
         let mut window = Window {
-            start: detect::window_start(self.checkpoint.watermark, resource, self.settings.overlap),
+            start,
             poll_start: started,
             overlap: self.settings.overlap,
             not_before: self.checkpoint.started_from,
         };
-        let url = resource
-            .url
-            .render(window.start, &self.settings.service_zone);
+        // A truncated window continues where it stopped rather than from
+        // the watermark: re-reading the overlap would fetch the same first
+        // pages again, for ever, when more records than one poll may read
+        // share that stretch of time.
+        let url = match resume.as_ref() {
+            Some((_, url)) => url.clone(),
+            None => resource
+                .url
+                .render(window.start, &self.settings.service_zone),
+        };
         debug!(message = "Polling.", job = %job.id, since = %window.start);
-        let fetched = match self.source.fetch(url, resource.page_size).await {
+        let request = FetchRequest {
+            url,
+            page_size: resource.page_size,
+            updated: resource.updated.clone(),
+        };
+        let fetched = match self.source.fetch(request).await {
             Ok(f) => f,
             Err(error) => {
                 warn!(message = "Fetch failed; the window will be retried.", job = %job.id, %error);
+                // Nothing of this step was published: it can be retried.
+                self.resume = resume;
                 return PollOutcome::FetchFailed;
             }
         };
@@ -189,6 +214,11 @@ impl JobRunner {
                     watermark = %detected.next.watermark,
                 );
                 self.checkpoint = detected.next;
+                self.resume = if fetched.truncated {
+                    fetched.resume_url.clone().map(|u| (window.start, u))
+                } else {
+                    None
+                };
                 PollOutcome::Committed {
                     events: n,
                     truncated: fetched.truncated,

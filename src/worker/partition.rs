@@ -159,6 +159,7 @@ async fn own(
         let runner = JobRunner {
             job: job.clone(),
             checkpoint,
+            resume: None,
             source,
             lane: lane.clone(),
             permits: deps.permits.clone(),

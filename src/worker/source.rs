@@ -8,6 +8,8 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use crate::instance::DateField;
+
 /// Every record of one window, exactly as the provider sent them.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -18,6 +20,21 @@ pub struct Fetched {
     pub truncated: bool,
     /// The provider's clock (HTTP `Date`) at the first response, if sent.
     pub provider_date: Option<DateTime<Utc>>,
+    /// With `truncated`: where the rest of the window starts (pass it back
+    /// as the next request's URL).
+    pub resume_url: Option<String>,
+}
+
+/// One window to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    /// The rendered resource URL, or a `resume_url`.
+    pub url: String,
+    pub page_size: Option<u32>,
+    /// The resource's updated-date field: lets the source page by position
+    /// where the provider allows it, which data changing between page
+    /// requests cannot make skip a record.
+    pub updated: DateField,
 }
 
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,5 +44,5 @@ pub type SourceFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, SourceEr
 pub trait Source: Send + Sync {
     /// All pages of `relative_url` (the rendered template). A malformed or
     /// truncated page fails the whole window: nothing partial is returned.
-    fn fetch(&self, relative_url: String, page_size: Option<u32>) -> SourceFuture<'_>;
+    fn fetch(&self, request: FetchRequest) -> SourceFuture<'_>;
 }
