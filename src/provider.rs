@@ -12,7 +12,7 @@ use crate::fetch::oauth::{OAuth2Client, StoreError, TokenManager, TokenSet, Toke
 use crate::fetch::{Auth, FetchLimits, Fetcher, HubCredentials, WindowRequest};
 use crate::instance::{ConnectionMode, Instance};
 use crate::worker::partition::SourceFactory;
-use crate::worker::source::{Fetched, Source, SourceError, SourceFuture};
+use crate::worker::source::{FetchFailure, Fetched, Source, SourceError, SourceFuture};
 use crate::worker::tokens::TokenVault;
 
 /// Builds an HTTP [`Source`] per instance; one shared connection pool.
@@ -109,19 +109,26 @@ struct HttpSource(Fetcher);
 impl Source for HttpSource {
     fn fetch(&self, relative_url: String, page_size: Option<u32>) -> SourceFuture<'_> {
         Box::pin(async move {
-            let w = self
+            let (result, stats) = self
                 .0
-                .fetch_window(WindowRequest {
+                .fetch_window_counted(WindowRequest {
                     relative_url,
                     page_size,
                 })
-                .await?;
-            Ok(Fetched {
-                records: w.records,
-                pages: w.pages,
-                truncated: w.truncated,
-                provider_date: w.provider_date,
-            })
+                .await;
+            match result {
+                Ok(w) => Ok(Fetched {
+                    records: w.records,
+                    pages: w.pages,
+                    truncated: w.truncated,
+                    provider_date: w.provider_date,
+                    stats,
+                }),
+                Err(error) => Err(FetchFailure {
+                    error: error.into(),
+                    stats,
+                }),
+            }
         })
     }
 }

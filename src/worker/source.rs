@@ -8,6 +8,8 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use crate::fetch::FetchStats;
+
 /// Every record of one window, exactly as the provider sent them.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -18,10 +20,21 @@ pub struct Fetched {
     pub truncated: bool,
     /// The provider's clock (HTTP `Date`) at the first response, if sent.
     pub provider_date: Option<DateTime<Utc>>,
+    /// The window's HTTP traffic, for metrics.
+    pub stats: FetchStats,
+}
+
+/// A window that failed as a whole, with the HTTP traffic it cost (the
+/// statuses of a failing window are the ones operators look for).
+#[derive(Debug)]
+pub struct FetchFailure {
+    pub error: SourceError,
+    pub stats: FetchStats,
 }
 
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
-pub type SourceFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, SourceError>> + Send + 'a>>;
+pub type SourceFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Fetched, FetchFailure>> + Send + 'a>>;
 
 /// Fetches windows for the resources of one instance.
 pub trait Source: Send + Sync {
