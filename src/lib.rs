@@ -24,10 +24,12 @@
 //! - [`checkpoint`]: the checkpoint and the state topic's keys;
 //!   [`partition`]: the job → state-partition function.
 //! - [`service`]: assembles the above for `event-poller run`.
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz` on `OPS_LISTEN`;
+//!   [`metrics`]: the counters behind `/metrics`.
 //!
 //! Around them: [`validate`] and [`tail`] (commands), [`crypto`] (tokens
-//! sealed at rest), [`secret`] (redacted strings), [`telemetry`] (logging),
-//! and [`sandbox`], the Keap-compatible simulator behind the `keap-sandbox`
+//! sealed at rest), [`secret`] (redacted strings), [`telemetry`] (logging,
+//! and the poll loop's typed events that log and count), and [`sandbox`], the Keap-compatible simulator behind the `keap-sandbox`
 //! binary, never on the service's path.
 
 pub mod checkpoint;
@@ -38,6 +40,8 @@ pub mod event;
 pub mod fetch;
 pub mod instance;
 pub mod javadate;
+pub mod metrics;
+pub mod ops;
 pub mod partition;
 pub mod provider;
 pub mod publish;

@@ -12,7 +12,9 @@ use crate::fetch::oauth::{OAuth2Client, StoreError, TokenManager, TokenSet, Toke
 use crate::fetch::{Auth, FetchLimits, Fetcher, HubCredentials, Keyset, WindowRequest};
 use crate::instance::{ConnectionMode, Instance};
 use crate::worker::partition::SourceFactory;
-use crate::worker::source::{FetchRequest, Fetched, Source, SourceError, SourceFuture};
+use crate::worker::source::{
+    FetchFailure, FetchRequest, Fetched, Source, SourceError, SourceFuture,
+};
 use crate::worker::tokens::TokenVault;
 
 /// Builds an HTTP [`Source`] per instance; one shared connection pool.
@@ -116,23 +118,30 @@ impl Source for HttpSource {
                 let t = field.format.parse(text, &field.zone).ok()?;
                 Some(t.with_timezone(&chrono::Utc))
             };
-            let w = self
+            let (result, stats) = self
                 .0
-                .fetch_window(WindowRequest {
+                .fetch_window_counted(WindowRequest {
                     relative_url: request.url,
                     page_size: request.page_size,
                     keyset: Some(Keyset {
                         position: Arc::new(position),
                     }),
                 })
-                .await?;
-            Ok(Fetched {
-                records: w.records,
-                pages: w.pages,
-                truncated: w.truncated,
-                provider_date: w.provider_date,
-                resume_url: w.resume_url,
-            })
+                .await;
+            match result {
+                Ok(w) => Ok(Fetched {
+                    records: w.records,
+                    pages: w.pages,
+                    truncated: w.truncated,
+                    provider_date: w.provider_date,
+                    resume_url: w.resume_url,
+                    stats,
+                }),
+                Err(error) => Err(FetchFailure {
+                    error: error.into(),
+                    stats,
+                }),
+            }
         })
     }
 }

@@ -408,6 +408,16 @@ impl Fetcher {
     /// # Errors
     /// Any [`FetchError`]: the window then failed as a whole.
     pub async fn fetch_window(&self, request: WindowRequest) -> Result<Window, FetchError> {
+        self.fetch_window_counted(request).await.0
+    }
+
+    /// Like [`Fetcher::fetch_window`], and also returns the window's
+    /// [`FetchStats`] when it failed (on success they are in
+    /// [`Window::stats`] too).
+    pub async fn fetch_window_counted(
+        &self,
+        request: WindowRequest,
+    ) -> (Result<Window, FetchError>, FetchStats) {
         let mut stats = FetchStats::default();
         let result = self.window(&request, &mut stats).await;
         self.totals
@@ -416,8 +426,8 @@ impl Fetcher {
             .add(&stats);
         match result {
             Ok(mut window) => {
-                window.stats = stats;
-                Ok(window)
+                window.stats = stats.clone();
+                (Ok(window), stats)
             }
             Err(e) => {
                 tracing::warn!(
@@ -427,7 +437,7 @@ impl Fetcher {
                     requests = stats.requests,
                     "window fetch failed"
                 );
-                Err(e)
+                (Err(e), stats)
             }
         }
     }

@@ -4,19 +4,23 @@
 //! committed or aborted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::checkpoint::{Checkpoint, StateKey};
 use crate::detect::{self, Window};
 use crate::event::{Change, EventContext, dead_letter_record, event_record};
 use crate::javadate::Zone;
+use crate::metrics::Metrics;
 use crate::publish::{Batch, PublishError};
+use crate::telemetry::events::{
+    PollAborted, PollCommitted, PollFetchFailed, PollProducerFailed, WindowFetched,
+};
 
 use super::jobs::Job;
 use super::lane::Lane;
@@ -59,6 +63,7 @@ pub struct JobRunner {
     pub lane: Arc<Lane>,
     pub permits: Arc<Semaphore>,
     pub settings: Arc<PollSettings>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl JobRunner {
@@ -115,6 +120,7 @@ impl JobRunner {
 
     /// One poll: fetch, detect, commit. Public for tests and `poll --once`.
     pub async fn poll_once(&mut self, started: DateTime<Utc>) -> PollOutcome {
+        let timer = Instant::now();
         let job = &self.job;
         let resource = job.resource();
         let resume = self.resume.take();
@@ -148,13 +154,28 @@ impl JobRunner {
         };
         let fetched = match self.source.fetch(request).await {
             Ok(f) => f,
-            Err(error) => {
-                warn!(message = "Fetch failed; the window will be retried.", job = %job.id, %error);
+            Err(failure) => {
+                WindowFetched {
+                    job: &job.id,
+                    stats: &failure.stats,
+                }
+                .emit(&self.metrics);
+                PollFetchFailed {
+                    job: &job.id,
+                    error: &*failure.error,
+                    elapsed: timer.elapsed(),
+                }
+                .emit(&self.metrics);
                 // Nothing of this step was published: it can be retried.
                 self.resume = resume;
                 return PollOutcome::FetchFailed;
             }
         };
+        WindowFetched {
+            job: &job.id,
+            stats: &fetched.stats,
+        }
+        .emit(&self.metrics);
         window.not_before = detect::job_start_on_provider_clock(
             self.checkpoint.started_from,
             started,
@@ -202,17 +223,18 @@ impl JobRunner {
         };
         match self.lane.commit(batch).await {
             Ok(()) => {
-                info!(
-                    message = "Poll committed.",
-                    job = %job.id,
-                    poll_start = %started.to_rfc3339(),
-                    records = fetched.records.len(),
-                    pages = fetched.pages,
-                    events = n,
-                    dead_letters = detected.dead.len(),
-                    duplicates = detected.duplicates,
-                    watermark = %detected.next.watermark,
-                );
+                PollCommitted {
+                    job: &job.id,
+                    poll_start: started,
+                    records: fetched.records.len(),
+                    pages: fetched.pages,
+                    changes: &detected.changes,
+                    dead_letters: detected.dead.len(),
+                    duplicates: detected.duplicates,
+                    watermark: detected.next.watermark,
+                    elapsed: timer.elapsed(),
+                }
+                .emit(&self.metrics);
                 self.checkpoint = detected.next;
                 self.resume = if fetched.truncated {
                     fetched.resume_url.clone().map(|u| (window.start, u))
@@ -225,11 +247,21 @@ impl JobRunner {
                 }
             }
             Err(PublishError::Fatal(error)) => {
-                warn!(message = "Producer fenced or broken; re-fencing the partition.", job = %job.id, %error);
+                PollProducerFailed {
+                    job: &job.id,
+                    error: &error,
+                    elapsed: timer.elapsed(),
+                }
+                .emit(&self.metrics);
                 PollOutcome::Fatal
             }
             Err(error) => {
-                warn!(message = "Transaction aborted; the window will be redone.", job = %job.id, %error);
+                PollAborted {
+                    job: &job.id,
+                    error: &error,
+                    elapsed: timer.elapsed(),
+                }
+                .emit(&self.metrics);
                 PollOutcome::Aborted
             }
         }

@@ -76,13 +76,19 @@ pub async fn run(
         match event {
             None => break,
             Some(Ownership::Assigned(parts)) => {
+                deps.readiness.joined();
                 for p in parts {
                     let Some(part_jobs) = jobs.get(&p) else {
+                        // No jobs: nothing to fence, restore or schedule.
+                        deps.readiness.scheduled(p);
                         continue;
                     };
                     if running.contains_key(&p) {
                         continue;
                     }
+                    // Before the task starts, so it cannot report
+                    // "scheduled" first and be overwritten.
+                    deps.readiness.taking_over(p);
                     let cancel = shutdown.child_token();
                     let handle = tokio::spawn(run_partition(
                         deps.clone(),
@@ -99,6 +105,7 @@ pub async fn run(
                         cancel.cancel();
                         let _ = handle.await;
                     }
+                    deps.readiness.released(p);
                 }
                 let _ = done.send(());
             }

@@ -18,6 +18,8 @@ use tracing::{info, warn};
 use crate::checkpoint::{Checkpoint, StateKey};
 use crate::crypto::StateKey as EncryptionKey;
 use crate::instance::Instance;
+use crate::metrics::Metrics;
+use crate::ops::Readiness;
 use crate::publish::{Batch, PartitionProducer, Topics, restore_partition};
 
 use super::job::{JobRunner, PollSettings};
@@ -51,6 +53,9 @@ pub struct PartitionDeps {
     pub restore_timeout: Duration,
     /// Testing only: see [`crate::settings::Settings::test_hold_transaction`].
     pub hold_transactions_open: Duration,
+    pub metrics: Arc<Metrics>,
+    /// Told when a partition is taken over, scheduled and released.
+    pub readiness: Arc<Readiness>,
 }
 
 /// Runs `partition` until `cancel`; starts over (fence, restore) whenever
@@ -86,11 +91,12 @@ async fn own(
     jobs: &[Job],
     cancel: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    deps.readiness.taking_over(partition);
     let producer =
         PartitionProducer::fence(&deps.kafka, &deps.group, deps.topics.clone(), partition)
             .await?
             .with_hold_open(deps.hold_transactions_open);
-    let lane = Arc::new(Lane::new(producer));
+    let lane = Arc::new(Lane::new(producer, deps.metrics.clone()));
     let restored = restore_partition(
         &deps.kafka,
         &deps.topics.state,
@@ -164,9 +170,11 @@ async fn own(
             lane: lane.clone(),
             permits: deps.permits.clone(),
             settings: deps.poll.clone(),
+            metrics: deps.metrics.clone(),
         };
         tasks.spawn(runner.run(stop.clone(), refence.clone()));
     }
+    deps.readiness.scheduled(partition);
     tokio::select! {
         () = cancel.cancelled() => {}
         () = refence.cancelled() => {}

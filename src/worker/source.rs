@@ -8,6 +8,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use crate::fetch::FetchStats;
 use crate::instance::DateField;
 
 /// Every record of one window, exactly as the provider sent them.
@@ -23,6 +24,8 @@ pub struct Fetched {
     /// With `truncated`: where the rest of the window starts (pass it back
     /// as the next request's URL).
     pub resume_url: Option<String>,
+    /// The window's HTTP traffic, for metrics.
+    pub stats: FetchStats,
 }
 
 /// One window to fetch.
@@ -37,8 +40,17 @@ pub struct FetchRequest {
     pub updated: DateField,
 }
 
+/// A window that failed as a whole, with the HTTP traffic it cost (the
+/// statuses of a failing window are the ones operators look for).
+#[derive(Debug)]
+pub struct FetchFailure {
+    pub error: SourceError,
+    pub stats: FetchStats,
+}
+
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
-pub type SourceFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, SourceError>> + Send + 'a>>;
+pub type SourceFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Fetched, FetchFailure>> + Send + 'a>>;
 
 /// Fetches windows for the resources of one instance.
 pub trait Source: Send + Sync {

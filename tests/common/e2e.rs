@@ -113,6 +113,9 @@ pub fn spawn_poller(names: &Names, instances: &Instances, extra_env: &[(&str, &s
         .env("STATE_ENCRYPTION_KEY", TEST_KEY)
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", "event_poller=debug,info")
+        // Any free port: pollers of parallel tests must not collide on the
+        // default; a test that reads the endpoint passes its own address.
+        .env("OPS_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(file));

@@ -1,5 +1,10 @@
 //! Logging set-up: `tracing` with JSON or pretty output, level from
 //! settings. Secrets never reach it: every secret type redacts its `Debug`.
+//!
+//! [`events`]: the typed events of the poll loop, each of which writes one
+//! log line and updates its metrics.
+
+pub mod events;
 
 use tracing_subscriber::EnvFilter;
 

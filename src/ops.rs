@@ -1,0 +1,384 @@
+//! The operations endpoint on `OPS_LISTEN`: `/metrics` (Prometheus text
+//! 0.0.4), `/healthz` (the process runs) and `/readyz` (the worker owns its
+//! state partitions and polls their jobs).
+//!
+//! [`Readiness`] is what the worker reports to it: group joined, each owned
+//! partition taking over (fence → restore) or scheduled, shutting down.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::metrics::{self, Metrics};
+
+/// The worker's readiness, as `/readyz` reports it. Ready means: the worker
+/// has joined its group (an assignment arrived, possibly empty), every
+/// state partition it owns finished fence + restore and runs its jobs, and
+/// shutdown has not begun.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    state: Mutex<ReadyState>,
+}
+
+#[derive(Debug, Default)]
+struct ReadyState {
+    joined: bool,
+    stopping: bool,
+    /// Owned state partitions → scheduled (fence and restore done).
+    partitions: BTreeMap<i32, bool>,
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyStatus {
+    /// Waiting for the group's first assignment.
+    Joining,
+    /// Some owned partitions are still being fenced or restored.
+    TakingOver {
+        scheduled: usize,
+        owned: usize,
+    },
+    Ready {
+        owned: usize,
+    },
+    /// Shutdown began: no new polls; in-flight ones finish.
+    Stopping,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReadyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The group assigned partitions to this worker (maybe none).
+    pub fn joined(&self) {
+        self.lock().joined = true;
+    }
+
+    /// `partition` is owned and being fenced and restored (again, after a
+    /// fatal producer error).
+    pub fn taking_over(&self, partition: i32) {
+        self.lock().partitions.insert(partition, false);
+    }
+
+    /// `partition` is fenced and restored; its jobs are scheduled.
+    pub fn scheduled(&self, partition: i32) {
+        self.lock().partitions.insert(partition, true);
+    }
+
+    /// `partition` was revoked and its jobs have stopped.
+    pub fn released(&self, partition: i32) {
+        self.lock().partitions.remove(&partition);
+    }
+
+    /// Shutdown began; never ready again.
+    pub fn stopping(&self) {
+        self.lock().stopping = true;
+    }
+
+    pub fn status(&self) -> ReadyStatus {
+        let s = self.lock();
+        let owned = s.partitions.len();
+        let scheduled = s.partitions.values().filter(|r| **r).count();
+        if s.stopping {
+            ReadyStatus::Stopping
+        } else if !s.joined {
+            ReadyStatus::Joining
+        } else if scheduled < owned {
+            ReadyStatus::TakingOver { scheduled, owned }
+        } else {
+            ReadyStatus::Ready { owned }
+        }
+    }
+
+    /// State partitions this worker owns.
+    pub fn owned_partitions(&self) -> usize {
+        self.lock().partitions.len()
+    }
+}
+
+/// What the endpoint reads.
+#[derive(Debug, Clone)]
+pub struct OpsState {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// `/metrics`, `/healthz`, `/readyz`.
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, then lets
+/// requests in flight finish.
+///
+/// # Errors
+/// Accepting connections failed.
+pub async fn serve(
+    listener: TcpListener,
+    state: OpsState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
+    let mut text = state.metrics.render();
+    metrics::encode_gauge(
+        &mut text,
+        "event_poller_owned_partitions",
+        "State partitions this worker owns (and so whose jobs it polls).",
+        state.readiness.owned_partitions() as f64,
+    );
+    let ready = matches!(state.readiness.status(), ReadyStatus::Ready { .. });
+    metrics::encode_gauge(
+        &mut text,
+        "event_poller_ready",
+        "1 while /readyz answers 200.",
+        if ready { 1.0 } else { 0.0 },
+    );
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    match state.readiness.status() {
+        ReadyStatus::Ready { owned } => (
+            StatusCode::OK,
+            format!("ready: {owned} state partitions owned\n"),
+        ),
+        ReadyStatus::Joining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: joining the worker group\n".to_string(),
+        ),
+        ReadyStatus::TakingOver { scheduled, owned } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {scheduled} of {owned} state partitions fenced and restored\n"),
+        ),
+        ReadyStatus::Stopping => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n".to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use chrono::{TimeDelta, Utc};
+    use serde_json::value::RawValue;
+
+    use crate::checkpoint::JobId;
+    use crate::detect::DetectedChange;
+    use crate::event::EventType;
+    use crate::fetch::FetchStats;
+    use crate::metrics::TxnResult;
+    use crate::telemetry::events::{PollCommitted, PollFetchFailed, WindowFetched};
+
+    fn state() -> OpsState {
+        OpsState {
+            metrics: Arc::new(Metrics::new()),
+            readiness: Arc::new(Readiness::new()),
+        }
+    }
+
+    async fn get(state: &OpsState, path: &str) -> (StatusCode, Option<String>, String) {
+        let response = router(state.clone())
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_while_the_process_runs() {
+        let s = state();
+        s.readiness.stopping();
+        let (status, _, body) = get(&s, "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ok\n");
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_join_takeover_and_shutdown() {
+        let s = state();
+        let status = |s: &OpsState| {
+            let s = s.clone();
+            async move { get(&s, "/readyz").await.0 }
+        };
+        assert_eq!(status(&s).await, StatusCode::SERVICE_UNAVAILABLE);
+        s.readiness.joined();
+        s.readiness.taking_over(0);
+        s.readiness.taking_over(2);
+        s.readiness.scheduled(0);
+        let (code, _, body) = get(&s, "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("1 of 2"), "{body}");
+        s.readiness.scheduled(2);
+        assert_eq!(status(&s).await, StatusCode::OK);
+        // A fatal producer error: the partition is fenced and restored again.
+        s.readiness.taking_over(2);
+        assert_eq!(status(&s).await, StatusCode::SERVICE_UNAVAILABLE);
+        s.readiness.released(2);
+        assert_eq!(status(&s).await, StatusCode::OK);
+        s.readiness.stopping();
+        let (code, _, body) = get(&s, "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("shutting down"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn joined_without_partitions_is_ready() {
+        let s = state();
+        s.readiness.joined();
+        assert_eq!(get(&s, "/readyz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_show_what_the_events_counted() {
+        let s = state();
+        let job = JobId::new("shop", "orders");
+        let raw = RawValue::from_string("{}".into()).unwrap();
+        let change = |event_type| DetectedChange {
+            object_id: "1".into(),
+            event_type,
+            updated_at: Utc::now(),
+            raw: &raw,
+        };
+        let stats = FetchStats {
+            requests: 3,
+            throttled_waits: 1,
+            status_counts: [(200, 2), (429, 1)].into(),
+            ..FetchStats::default()
+        };
+        WindowFetched {
+            job: &job,
+            stats: &stats,
+        }
+        .emit(&s.metrics);
+        let watermark = Utc::now() - TimeDelta::seconds(30);
+        PollCommitted {
+            job: &job,
+            poll_start: Utc::now(),
+            records: 4,
+            pages: 2,
+            changes: &[change(EventType::Created), change(EventType::Updated)],
+            dead_letters: 1,
+            duplicates: 1,
+            watermark,
+            elapsed: Duration::from_millis(250),
+        }
+        .emit(&s.metrics);
+        let error: Box<dyn std::error::Error + Send + Sync> = "HTTP 503".into();
+        PollFetchFailed {
+            job: &job,
+            error: &*error,
+            elapsed: Duration::from_millis(750),
+        }
+        .emit(&s.metrics);
+        s.metrics.transaction(TxnResult::Committed);
+        s.readiness.joined();
+        s.readiness.taking_over(1);
+        s.readiness.scheduled(1);
+
+        let (status, content_type, text) = get(&s, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            content_type.as_deref(),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        for line in [
+            r#"event_poller_polls_total{job="shop/orders",outcome="committed"} 1"#,
+            r#"event_poller_polls_total{job="shop/orders",outcome="fetch_failed"} 1"#,
+            r#"event_poller_pages_total{job="shop/orders"} 2"#,
+            r#"event_poller_records_total{job="shop/orders"} 4"#,
+            r#"event_poller_events_total{job="shop/orders",type="created"} 1"#,
+            r#"event_poller_events_total{job="shop/orders",type="updated"} 1"#,
+            r#"event_poller_duplicates_skipped_total{job="shop/orders"} 1"#,
+            r#"event_poller_dead_letters_total{job="shop/orders"} 1"#,
+            r#"event_poller_http_responses_total{job="shop/orders",status="200"} 2"#,
+            r#"event_poller_http_responses_total{job="shop/orders",status="429"} 1"#,
+            r#"event_poller_throttle_waits_total{job="shop/orders"} 1"#,
+            r#"event_poller_transactions_total{result="committed"} 1"#,
+            r#"event_poller_transactions_total{result="aborted"} 0"#,
+            r#"event_poller_poll_duration_seconds_sum{job="shop/orders"} 1"#,
+            r#"event_poller_poll_duration_seconds_count{job="shop/orders"} 2"#,
+            "event_poller_owned_partitions 1",
+            "event_poller_ready 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let lag = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"event_poller_watermark_lag_seconds{job="shop/orders"} "#)
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("watermark lag");
+        assert!((30.0..60.0).contains(&lag), "{lag}");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_404() {
+        assert_eq!(get(&state(), "/").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn serves_over_a_real_listener_until_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(serve(listener, state(), stop.clone().cancelled_owned()));
+        let response = reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
