@@ -129,9 +129,8 @@ pub enum PagingKind {
     OffsetNext {
         /// Query parameter for the page size (`limit`).
         limit_param: String,
-        /// Query parameter for the offset (`offset`); kept for data
-        /// completeness, the pager follows `next` links and never computes
-        /// offsets itself.
+        /// Query parameter for the offset (`offset`): set by keyset paging
+        /// (see `since_param`); otherwise the pager follows `next` links.
         offset_param: String,
         /// Body field holding the next page's URL (`next`).
         next_field: String,
