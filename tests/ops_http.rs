@@ -115,7 +115,7 @@ async fn readyz_and_metrics_follow_the_worker() {
 
     // The log names the bound address.
     assert!(
-        poller.log_json().iter().any(|l| {
+        poller.log_lines().iter().any(|l| {
             l["message"] == "Ops endpoint listening." && l["address"] == address.as_str()
         }),
         "no 'Ops endpoint listening.' line with {address}"

@@ -65,16 +65,9 @@ fn start_generator(base: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHand
     })
 }
 
-fn log_lines(poller: &Poller) -> Vec<Value> {
-    poller
-        .log_text()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn count_messages(poller: &Poller, message: &str) -> usize {
-    log_lines(poller)
+    poller
+        .log_lines()
         .iter()
         .filter(|l| l["message"] == message)
         .count()
@@ -230,7 +223,7 @@ async fn killed_at_random_points_nothing_is_lost_or_published_twice() {
     //    fetch latency).
     let polls: Vec<DateTime<Utc>> = logs
         .iter()
-        .flat_map(log_lines)
+        .flat_map(Poller::log_lines)
         .filter(|l| l["message"] == "Poll committed.")
         .filter_map(|l| {
             l["poll_start"]

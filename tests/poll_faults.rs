@@ -401,8 +401,14 @@ async fn throttled_with_only_quota_headers_waits_for_the_next_minute() {
         .await;
     let wait = run.poller.logged(THROTTLED).remove(0);
     assert_eq!(text(&wait, "source"), "keap-throttle", "{wait}");
-    let to_boundary = TimeDelta::seconds(60 - into_minute(throttled_at))
-        - TimeDelta::milliseconds(i64::from(throttled_at.timestamp_subsec_millis()));
+    // The provider's time when the poller decided to wait (its log line),
+    // not when this test noticed the 429, which can be seconds later on a
+    // loaded machine.
+    let decided_at = DateTime::parse_from_rfc3339(text(&wait, "timestamp"))
+        .map(|t| t.to_utc() + TimeDelta::seconds(QUOTA_SKEW))
+        .unwrap_or(throttled_at);
+    let to_boundary = TimeDelta::seconds(60 - into_minute(decided_at))
+        - TimeDelta::milliseconds(i64::from(decided_at.timestamp_subsec_millis()));
     let boundary_ms = to_boundary.num_milliseconds();
     let wait_ms = wait["wait_ms"].as_i64().expect("wait_ms");
     assert!(
@@ -410,7 +416,7 @@ async fn throttled_with_only_quota_headers_waits_for_the_next_minute() {
         "waited {wait_ms} ms, the provider's next minute was {boundary_ms} ms away: {wait}"
     );
     // The sandbox's side: silence until (just before) that boundary.
-    let boundary = throttled_at + to_boundary;
+    let boundary = decided_at + to_boundary;
     while provider_now() + TimeDelta::seconds(1) < boundary {
         assert_eq!(
             e2e::served_total(&run.base, ORDERS).await,

@@ -392,7 +392,7 @@ async fn unreadable_records_become_dead_letters_and_the_rest_is_published() {
     // served corrupted: every order is published.
     run.await_events(|s| s.len() >= ORDERS).await;
     run.stop_poller();
-    let log = run.poller.log_json();
+    let log = run.poller.log_lines();
     let (events_topic, dlq_topic, base) = (&run.names.events, &run.names.dlq, &run.base);
 
     let events = e2e::read_committed_records(events_topic).await;
@@ -581,7 +581,7 @@ async fn disabled_and_invalid_instances_are_not_polled_and_the_others_run() {
         "state of an instance that must not run: {keys:?}"
     );
 
-    let log = poller.log_json();
+    let log = poller.log_lines();
     let problems: Vec<&str> = log
         .iter()
         .filter(|l| l["level"] == "ERROR")

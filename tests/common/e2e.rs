@@ -192,12 +192,12 @@ impl Seen {
 
 /// Every committed event so far.
 pub async fn events(topic: &str) -> Vec<Seen> {
-    super::read_committed_values(topic)
+    super::read_records(topic, "read_committed")
         .await
         .into_iter()
-        .map(|(key, v)| Seen {
-            key,
-            value: serde_json::from_str(&v).unwrap_or(Value::Null),
+        .map(|r| Seen {
+            key: r.key.unwrap_or_default(),
+            value: r.value,
         })
         .collect()
 }
@@ -208,12 +208,33 @@ pub async fn await_events(
     topic: &str,
     timeout: Duration,
     poller: Option<&Poller>,
-    mut done: impl FnMut(&[Seen]) -> bool,
+    done: impl FnMut(&[Seen]) -> bool,
 ) -> Vec<Seen> {
+    await_read(
+        topic,
+        timeout,
+        poller,
+        |t| async move { events(&t).await },
+        done,
+    )
+    .await
+}
+
+/// Reads `topic` with `read` until `done` holds or `timeout` passes.
+async fn await_read<T, F>(
+    topic: &str,
+    timeout: Duration,
+    poller: Option<&Poller>,
+    read: impl Fn(String) -> F,
+    mut done: impl FnMut(&[T]) -> bool,
+) -> Vec<T>
+where
+    F: std::future::Future<Output = Vec<T>>,
+{
     let deadline = Instant::now() + timeout;
     loop {
         if topic_exists(topic) {
-            let seen = events(topic).await;
+            let seen = read(topic.to_string()).await;
             if done(&seen) {
                 return seen;
             }
@@ -221,7 +242,7 @@ pub async fn await_events(
                 let log = poller.map(Poller::log_text).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 panic!(
-                    "condition not met within {timeout:?}; {} events; poller log tail:\n{}",
+                    "condition not met within {timeout:?}; {} records in {topic}; poller log tail:\n{}",
                     seen.len(),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
@@ -298,113 +319,12 @@ pub async fn control(base_url: &str, method: reqwest::Method, path: &str, body: 
     resp.json().await.unwrap_or(Value::Null)
 }
 
-/// One committed record as a consumer sees it, headers included.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub key: Option<String>,
-    /// The value exactly as stored (UTF-8).
-    pub text: String,
-    /// The value parsed as JSON (`Null` if it is not JSON).
-    pub value: Value,
-    pub headers: Vec<(String, String)>,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl Record {
-    /// Every value of header `name`, in record order.
-    pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The one value of header `name`; panics if it is absent or repeated.
-    pub fn header(&self, name: &str) -> &str {
-        match self.header_values(name).as_slice() {
-            [one] => one,
-            other => panic!(
-                "header {name}: expected exactly one, got {other:?} on {}",
-                self.text
-            ),
-        }
-    }
-}
+pub use super::Record;
 
 /// Every record of every partition of `topic` visible to a `read_committed`
-/// reader (keys, values and headers), read until each partition reports
-/// its end.
+/// reader (keys, values and headers).
 pub async fn read_committed_records(topic: &str) -> Vec<Record> {
-    use rdkafka::Message;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::error::KafkaError;
-    use rdkafka::message::Headers;
-    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = super::client_config()
-            .set("group.id", unique("reader"))
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
-        let partitions = metadata.topics()[0].partitions().len();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(&topic, p as i32, Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
-        let mut ended = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ended.len() < partitions {
-            assert!(Instant::now() < deadline, "no end of {topic}");
-            match consumer.poll(Duration::from_millis(200)) {
-                None => {}
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    ended.insert(p);
-                }
-                Some(Err(e)) => panic!("consume {topic}: {e}"),
-                Some(Ok(m)) => {
-                    let text =
-                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-                    let headers = m
-                        .headers()
-                        .map(|hs| {
-                            hs.iter()
-                                .map(|h| {
-                                    (
-                                        h.key.to_string(),
-                                        String::from_utf8_lossy(h.value.unwrap_or_default())
-                                            .into_owned(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    out.push(Record {
-                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        value: serde_json::from_str(&text).unwrap_or(Value::Null),
-                        text,
-                        headers,
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    });
-                }
-            }
-        }
-        out
-    })
-    .await
-    .expect("reader")
+    super::read_records(topic, "read_committed").await
 }
 
 /// Like [`await_events`], with headers: reads `topic` until `done(records)`
@@ -413,29 +333,16 @@ pub async fn await_records(
     topic: &str,
     timeout: Duration,
     poller: Option<&Poller>,
-    mut done: impl FnMut(&[Record]) -> bool,
+    done: impl FnMut(&[Record]) -> bool,
 ) -> Vec<Record> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if topic_exists(topic) {
-            let seen = read_committed_records(topic).await;
-            if done(&seen) {
-                return seen;
-            }
-            if Instant::now() > deadline {
-                let log = poller.map(Poller::log_text).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                panic!(
-                    "condition not met within {timeout:?}; {} records in {topic}; poller log tail:\n{}",
-                    seen.len(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-        } else if Instant::now() > deadline {
-            panic!("topic {topic} never appeared");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    await_read(
+        topic,
+        timeout,
+        poller,
+        |t| async move { read_committed_records(&t).await },
+        done,
+    )
+    .await
 }
 
 /// Waits until the job `instance/resource` has committed its first
@@ -447,17 +354,6 @@ pub async fn await_checkpoint(names: &Names, poller: &Poller, instance: &str, re
         s.iter().any(|r| r.key.as_deref() == Some(key.as_str()))
     })
     .await;
-}
-
-impl Poller {
-    /// The log as JSON lines (`LOG_FORMAT=json`); lines that are not JSON
-    /// are skipped.
-    pub fn log_json(&self) -> Vec<Value> {
-        self.log_text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
 }
 
 /// `GET /_sandbox/stats`: request counts by endpoint and status.

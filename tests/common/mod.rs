@@ -57,9 +57,55 @@ pub async fn read_committed_values(topic: &str) -> Vec<(String, String)> {
 
 /// Like [`read_committed_values`] at any isolation level.
 pub async fn read_values(topic: &str, isolation: &'static str) -> Vec<(String, String)> {
+    read_records(topic, isolation)
+        .await
+        .into_iter()
+        .map(|r| (r.key.unwrap_or_default(), r.text))
+        .collect()
+}
+
+/// One record as a consumer sees it, headers included.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    /// The value exactly as stored (UTF-8).
+    pub text: String,
+    /// The value parsed as JSON (`Null` if it is not JSON).
+    pub value: serde_json::Value,
+    pub headers: Vec<(String, String)>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Record {
+    /// Every value of header `name`, in record order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The one value of header `name`; panics if it is absent or repeated.
+    pub fn header(&self, name: &str) -> &str {
+        match self.header_values(name).as_slice() {
+            [one] => one,
+            other => panic!(
+                "header {name}: expected exactly one, got {other:?} on {}",
+                self.text
+            ),
+        }
+    }
+}
+
+/// Every record of every partition of `topic` visible at `isolation`
+/// (keys, values and headers), read until each partition reports its end.
+pub async fn read_records(topic: &str, isolation: &'static str) -> Vec<Record> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::KafkaError;
+    use rdkafka::message::Headers;
     use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
     let topic = topic.to_string();
@@ -92,10 +138,32 @@ pub async fn read_values(topic: &str, isolation: &'static str) -> Vec<(String, S
                     ended.insert(p);
                 }
                 Some(Err(e)) => panic!("consume {topic}: {e}"),
-                Some(Ok(m)) => out.push((
-                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-                )),
+                Some(Ok(m)) => {
+                    let text =
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                    let headers = m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(Record {
+                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        value: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+                        text,
+                        headers,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    });
+                }
             }
         }
         out
