@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::checkpoint::{Checkpoint, Seen};
 use crate::event::EventType;
-use crate::instance::{DateField, Resource};
+use crate::instance::{DateField, Resource, json_kind};
 
 /// One change to publish.
 #[derive(Debug, Clone)]
@@ -201,7 +201,7 @@ fn read_record(resource: &Resource, raw: &RawValue) -> Result<Read, Unreadable> 
                 format!(
                     "id field '{}' is not a string or number: {}",
                     resource.id_field.as_str(),
-                    kind(other)
+                    json_kind(other)
                 ),
             ));
         }
@@ -243,19 +243,8 @@ fn read_date(field: &DateField, record: &Value) -> Result<DateTime<Utc>, String>
         Some(other) => Err(format!(
             "date field '{}' is not a string: {}",
             field.path.as_str(),
-            kind(other)
+            json_kind(other)
         )),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

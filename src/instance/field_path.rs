@@ -66,6 +66,19 @@ impl FieldPath {
     }
 }
 
+/// What kind of JSON value `v` is, for messages ("expected a string, got
+/// a number").
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 impl FromStr for FieldPath {
     type Err = FieldPathError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -24,7 +24,7 @@ pub mod model;
 mod parse;
 mod problem;
 
-pub use field_path::{FieldPath, FieldPathError};
+pub use field_path::{FieldPath, FieldPathError, json_kind};
 pub use load::{Loaded, load_file, load_path, load_paths};
 pub use model::{
     ConnectionMode, DateField, ExtraConfig, ExtraValue, HubCredentials, IdOrigin, Instance,

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::FieldPath;
+use super::field_path::json_kind;
 use super::model::{
     ConnectionMode, DEFAULT_CREATED_CHECK_TOLERANCE, DEFAULT_REFRESH_INTERVAL, DateField,
     ExtraConfig, ExtraValue, HubCredentials, IdOrigin, Instance, MAX_DURATION, OAuthConfig,
@@ -98,7 +99,7 @@ fn read_instance(source: &Path, root: &Value, p: &mut Problems<'_>) -> Option<In
     let Some(doc) = root.as_object() else {
         p.add(
             &root_path,
-            format!("expected an instance object, got {}", kind(root)),
+            format!("expected an instance object, got {}", json_kind(root)),
         );
         return None;
     };
@@ -290,7 +291,7 @@ fn read_resources(
                 path,
                 format!(
                     "expected an object of resources (or a string holding one), got {}",
-                    kind(other)
+                    json_kind(other)
                 ),
             );
             return None;
@@ -330,7 +331,7 @@ fn read_resource(
             path,
             format!(
                 "expected a resource object with url, idField and datesConfiguration, got {}",
-                kind(value)
+                json_kind(value)
             ),
         );
         return None;
@@ -370,7 +371,7 @@ fn read_resource(
         Some(other) => {
             p.add(
                 &dates_path,
-                format!("expected an object, got {}", kind(other)),
+                format!("expected an object, got {}", json_kind(other)),
             );
             (DateRead::Failed, DateRead::Absent)
         }
@@ -617,7 +618,7 @@ fn object_at<'v>(
         other => {
             p.add(
                 &parent_path.key(key),
-                format!("expected an object, got {}", kind(other)),
+                format!("expected an object, got {}", json_kind(other)),
             );
             None
         }
@@ -632,7 +633,7 @@ fn read_text(value: Option<&Value>) -> Result<Option<String>, String> {
             let s = s.trim();
             Ok((!s.is_empty()).then(|| s.to_owned()))
         }
-        Some(other) => Err(format!("expected a string, got {}", kind(other))),
+        Some(other) => Err(format!("expected a string, got {}", json_kind(other))),
     }
 }
 
@@ -655,7 +656,7 @@ fn read_flag(value: Option<&Value>) -> Result<Option<bool>, String> {
             Some(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
             Some(s) => Err(format!("expected true or false, got {}", shown(&s))),
         },
-        Some(other) => Err(format!("expected true or false, got {}", kind(other))),
+        Some(other) => Err(format!("expected true or false, got {}", json_kind(other))),
     }
 }
 
@@ -684,7 +685,7 @@ fn read_whole(
         Some(other) => {
             return Err(format!(
                 "expected a whole number of {unit}, got {}",
-                kind(other)
+                json_kind(other)
             ));
         }
     };
@@ -796,17 +797,6 @@ fn extra_value(key: &str, value: &Value) -> ExtraValue {
         ExtraValue::Secret(Secret::new(text))
     } else {
         ExtraValue::Plain(value.clone())
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
