@@ -12,22 +12,22 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build the binaries (release)
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --workspace --bins
 
 lint: ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit: ## unit tests and doc tests (no broker needed)
-	$(CARGO) test --lib --bins
-	$(CARGO) test --doc
+	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test --workspace --doc
 
 # Integration tests need the real broker; it is brought down even when a
 # test fails, and the test's exit status is kept.
 integration: ## integration tests against a local Kafka (started and stopped here)
-	$(CARGO) test --test '*' --no-run
+	$(CARGO) test --workspace --test '*' --no-run
 	$(MAKE) kafka-up
-	status=0; $(CARGO) test --test '*' -- --test-threads=2 || status=$$?; \
+	status=0; $(CARGO) test --workspace --test '*' -- --test-threads=2 || status=$$?; \
 	  $(MAKE) kafka-down; exit $$status
 
 test: lint unit integration ## everything CI runs: lint, unit, Kafka up, integration, Kafka down
@@ -45,7 +45,7 @@ demo: ## local Kafka + Keap sandbox + poller; prints events until Ctrl-C, then s
 	deploy/demo.sh
 
 bench: ## benchmarks, each against a baseline measured in the same run
-	$(CARGO) bench
+	$(CARGO) bench --workspace
 
 clean: kafka-down ## stop Kafka, remove build output and the local Kafka data
 	$(CARGO) clean

@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-cargo build --quiet --bins
+cargo build --quiet --workspace --bins
 bin=${CARGO_TARGET_DIR:-target}/debug
 
 if deploy/kafka/kafka.sh status 2>/dev/null; then

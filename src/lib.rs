@@ -29,8 +29,8 @@
 //!
 //! Around them: [`validate`] and [`tail`] (commands), [`crypto`] (tokens
 //! sealed at rest), [`secret`] (redacted strings), [`telemetry`] (logging,
-//! and the poll loop's typed events that log and count), and [`sandbox`], the Keap-compatible simulator behind the `keap-sandbox`
-//! binary, never on the service's path.
+//! and the poll loop's typed events that log and count). The Keap-compatible simulator behind the `keap-sandbox`
+//! binary is its own crate (`crates/keap-sandbox`), a dev-dependency only.
 
 pub mod checkpoint;
 pub mod crypto;
@@ -45,7 +45,6 @@ pub mod ops;
 pub mod partition;
 pub mod provider;
 pub mod publish;
-pub mod sandbox;
 pub mod secret;
 pub mod service;
 pub mod settings;

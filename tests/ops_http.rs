@@ -7,8 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::e2e::{self, Instances, Names, spawn_poller};
-use event_poller::sandbox::{self, SandboxConfig};
-use event_poller::secret::Secret;
+use keap_sandbox as sandbox;
 use serde_json::json;
 
 /// A port that was free a moment ago (bound to 0, then released).
@@ -30,14 +29,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_and_metrics_follow_the_worker() {
-    let sb = sandbox::start(SandboxConfig {
-        client_id: Some("test-client".into()),
-        client_secret: Some(Secret::new("test-secret")),
-        authorization_codes: vec!["test-code".into()],
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox");
+    let sb = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
     let base = sb.base_url();
     let names = Names::new();
     let files = Instances::new(&[(

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::e2e::{self, Instances, Names, Poller, control, spawn_poller};
-use event_poller::sandbox::{self, SandboxConfig};
-use event_poller::secret::Secret;
+use keap_sandbox::{self as sandbox, SandboxConfig};
 use rand::RngExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -96,16 +95,13 @@ fn parse_keap(date: &str) -> DateTime<Utc> {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_random_points_nothing_is_lost_or_published_twice() {
     let sb = sandbox::start(SandboxConfig {
-        client_id: Some("test-client".into()),
-        client_secret: Some(Secret::new("test-secret")),
-        authorization_codes: vec!["test-code".into()],
         access_token_ttl_seconds: TOKEN_TTL_SECONDS,
         // The old refresh token dies when the new pair is first used: a
         // poller that used a new access token before storing its refresh
         // token would be stranded by a kill; ours stores first (see
         // docs/decisions.md for providers that void it at once).
-        refresh_reuse: event_poller::sandbox::oauth::RefreshReuse::UntilFirstUse,
-        ..SandboxConfig::default()
+        refresh_reuse: sandbox::oauth::RefreshReuse::UntilFirstUse,
+        ..e2e::oauth_sandbox()
     })
     .await
     .expect("sandbox");

@@ -7,25 +7,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::e2e::{self, Instances, Names, control, counts, spawn_poller};
-use event_poller::sandbox::{self, SandboxConfig};
-use event_poller::secret::Secret;
+use keap_sandbox as sandbox;
 use reqwest::Method;
 use serde_json::json;
 
-fn oauth_sandbox(codes: &[&str]) -> SandboxConfig {
-    SandboxConfig {
-        client_id: Some("test-client".into()),
-        client_secret: Some(Secret::new("test-secret")),
-        authorization_codes: codes.iter().map(|c| c.to_string()).collect(),
-        ..SandboxConfig::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn each_change_becomes_exactly_one_event() {
-    let sb = sandbox::start(oauth_sandbox(&["test-code"]))
-        .await
-        .expect("sandbox");
+    let sb = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
     let base = sb.base_url();
     // Orders from an hour ago: older than the job, so never events.
     control(

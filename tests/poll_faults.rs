@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::e2e::{self, ExactlyOnce, Instances, Names, Poller, control, spawn_poller};
-use event_poller::sandbox::{self, RunningSandbox, SandboxConfig};
-use event_poller::secret::Secret;
+use keap_sandbox::{self as sandbox, RunningSandbox, SandboxConfig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -74,14 +73,7 @@ fn interval() -> Duration {
 /// the job's first commit: its starting point.
 async fn start(setup: Setup) -> Run {
     let began = Instant::now();
-    let sb = sandbox::start(SandboxConfig {
-        client_id: Some("test-client".into()),
-        client_secret: Some(Secret::new("test-secret")),
-        authorization_codes: vec!["test-code".into()],
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox");
+    let sb = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
     let base = sb.base_url();
     let clock = |offset: i64| json!({ "offset_seconds": offset });
     control(
@@ -699,11 +691,8 @@ async fn equal_modification_dates_beyond_one_windows_page_limit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn backfill_window_with_a_change_between_pages() {
     let sb = sandbox::start(SandboxConfig {
-        client_id: Some("test-client".into()),
-        client_secret: Some(Secret::new("test-secret")),
-        authorization_codes: vec!["test-code".into()],
         orders: 800,
-        ..SandboxConfig::default()
+        ..e2e::oauth_sandbox()
     })
     .await
     .expect("sandbox");

@@ -15,8 +15,7 @@ use chrono::{DateTime, TimeDelta};
 use common::e2e::{
     self, Instances, Names, Poller, Record, control, parse_keap_date, requests_to, spawn_poller,
 };
-use event_poller::sandbox::{self, RunningSandbox, SandboxConfig};
-use event_poller::secret::Secret;
+use keap_sandbox::{self as sandbox, RunningSandbox, SandboxConfig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -26,15 +25,6 @@ const CREATED_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
 
 const EVENT_SCHEMA: &str = "event.schema.json";
 const DEAD_LETTER_SCHEMA: &str = "dead-letter.schema.json";
-
-fn oauth_sandbox() -> SandboxConfig {
-    SandboxConfig {
-        client_id: Some("test-client".into()),
-        client_secret: Some(Secret::new("test-secret")),
-        authorization_codes: vec!["test-code".into()],
-        ..SandboxConfig::default()
-    }
-}
 
 /// One sandbox, one instance polling it every second, the poller running,
 /// and the job's starting point committed.
@@ -74,7 +64,7 @@ async fn start_on(sb: RunningSandbox, instance: &str, api_root: &str, config: Va
 
 /// The Keap shop of the seed, direct mode with OAuth.
 async fn start_shop(config: Value) -> Run {
-    start(oauth_sandbox(), "shop", "/crm/rest", config).await
+    start(e2e::oauth_sandbox(), "shop", "/crm/rest", config).await
 }
 
 impl Run {
@@ -511,8 +501,8 @@ async fn unreadable_records_become_dead_letters_and_the_rest_is_published() {
 ///    reported (file and JSON path) and the valid instance still runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn disabled_and_invalid_instances_are_not_polled_and_the_others_run() {
-    let polled = sandbox::start(oauth_sandbox()).await.expect("sandbox");
-    let idle = sandbox::start(oauth_sandbox()).await.expect("sandbox");
+    let polled = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
+    let idle = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
     let (a, b) = (polled.base_url(), idle.base_url());
     let valid = e2e::instance("shop", &format!("{a}/crm/rest"), 1, json!({}));
     let disabled = e2e::instance(

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keap_sandbox::{SandboxConfig, Secret};
 use serde_json::{Value, json};
 
 use super::{bootstrap, unique};
@@ -31,6 +32,17 @@ impl Names {
             state: format!("{base}.state"),
             group: format!("{base}.workers"),
         }
+    }
+}
+
+/// A sandbox whose Keap API wants OAuth, with the client and the one-time
+/// authorization code that [`instance`] documents carry.
+pub fn oauth_sandbox() -> SandboxConfig {
+    SandboxConfig {
+        client_id: Some("test-client".into()),
+        client_secret: Some(Secret::new("test-secret")),
+        authorization_codes: vec!["test-code".into()],
+        ..SandboxConfig::default()
     }
 }
 

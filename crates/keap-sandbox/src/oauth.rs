@@ -44,7 +44,7 @@ use serde::Serialize;
 
 use super::Sandbox;
 use super::faults::lock;
-use crate::secret::Secret;
+use crate::Secret;
 
 /// The `scope` Keap returns: full access to one app.
 const SCOPE: &str = "full|sandbox.infusionsoft.com";

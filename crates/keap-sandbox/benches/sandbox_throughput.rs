@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use event_poller::sandbox::{SandboxConfig, serve};
+use keap_sandbox::{SandboxConfig, serve};
 use tokio::sync::oneshot;
 
 const ORDERS: usize = 50_000;

@@ -1,7 +1,7 @@
 //! The Open Connectors hub view: auth header, CEQL `where`, cursor paging.
 
 use chrono::{TimeZone, Utc};
-use event_poller::sandbox::{RunningSandbox, SandboxConfig, start};
+use keap_sandbox::{RunningSandbox, SandboxConfig, start};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use event_poller::sandbox::{RunningSandbox, SandboxConfig, start};
+use keap_sandbox::{RunningSandbox, SandboxConfig, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -60,6 +60,7 @@ pub mod live;
 pub mod oauth;
 pub mod orders;
 pub mod respond;
+mod secret;
 pub mod stats;
 pub mod store;
 
@@ -78,10 +79,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::secret::Secret;
-
 pub use clock::Precision;
 pub use faults::{FaultSettings, RetryAfter};
+pub use secret::Secret;
 
 /// Keap's access-token lifetime: 24 hours.
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: u64 = 86_400;

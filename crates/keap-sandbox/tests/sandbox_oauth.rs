@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use event_poller::sandbox::{RunningSandbox, SandboxConfig, start};
-use event_poller::secret::Secret;
+use keap_sandbox::Secret;
+use keap_sandbox::{RunningSandbox, SandboxConfig, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -3,15 +3,15 @@
 //! Prints `listening on http://ADDR` as its first stdout line (so scripts
 //! and tests can start it on port 0 and read the port), logs to stderr, and
 //! exits 0 on SIGINT or SIGTERM after finishing in-flight requests.
-//! See `event_poller::sandbox` for the endpoints.
+//! See the `keap_sandbox` library for the endpoints.
 
 use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Parser;
-use event_poller::sandbox::{self, DEFAULT_ACCESS_TOKEN_TTL_SECONDS, Precision, SandboxConfig};
-use event_poller::secret::Secret;
+use keap_sandbox::Secret;
+use keap_sandbox::{self as sandbox, DEFAULT_ACCESS_TOKEN_TTL_SECONDS, Precision, SandboxConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,7 +57,7 @@ struct Cli {
     /// refresh that replaced it) or `until-first-use` (when the new pair is
     /// first used).
     #[arg(long, value_enum, default_value = "never")]
-    refresh_reuse: event_poller::sandbox::oauth::RefreshReuse,
+    refresh_reuse: keap_sandbox::oauth::RefreshReuse,
     /// Hub `User` secret; without it the hub needs no Authorization header.
     #[arg(long, env = "KEAP_SANDBOX_HUB_USER", requires = "hub_organization")]
     hub_user: Option<String>,

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use event_poller::sandbox::{RunningSandbox, SandboxConfig, start};
+use keap_sandbox::{RunningSandbox, SandboxConfig, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
