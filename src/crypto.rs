@@ -14,11 +14,11 @@ const NONCE_LEN: usize = 12;
 
 /// A 256-bit key. No `Debug` that could print it.
 #[derive(Clone)]
-pub struct StateKey(Key<Aes256Gcm>);
+pub struct SealingKey(Key<Aes256Gcm>);
 
-impl std::fmt::Debug for StateKey {
+impl std::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StateKey(***)")
+        f.write_str("SealingKey(***)")
     }
 }
 
@@ -30,7 +30,7 @@ pub enum CryptoError {
     Decrypt,
 }
 
-impl StateKey {
+impl SealingKey {
     /// # Errors
     /// Not base64, or not 32 bytes once decoded. The message never echoes
     /// the input.
@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn seals_and_opens_bound_to_the_record_key() {
-        let k = StateKey::from_base64(KEY).unwrap();
+        let k = SealingKey::from_base64(KEY).unwrap();
         let sealed = k.seal(b"token/shop", b"refresh-token-value");
         assert!(!sealed.windows(7).any(|w| w == b"refresh"), "not in clear");
         assert_eq!(
@@ -108,18 +108,19 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert_eq!(k.open(b"token/shop", &tampered), Err(CryptoError::Decrypt));
-        let other = StateKey::from_base64("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=").unwrap();
+        let other =
+            SealingKey::from_base64("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=").unwrap();
         assert_eq!(
             other.open(b"token/shop", &sealed),
             Err(CryptoError::Decrypt)
         );
-        assert_eq!(format!("{k:?}"), "StateKey(***)");
+        assert_eq!(format!("{k:?}"), "SealingKey(***)");
     }
 
     #[test]
     fn bad_keys_are_refused_without_echo() {
         for bad in ["", "not base64!", "c2hvcnQ="] {
-            let e = StateKey::from_base64(bad).unwrap_err();
+            let e = SealingKey::from_base64(bad).unwrap_err();
             assert_eq!(e, CryptoError::BadKey);
         }
     }

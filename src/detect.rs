@@ -8,9 +8,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::checkpoint::{Checkpoint, Seen};
 use crate::event::EventType;
 use crate::instance::{DateField, Resource, json_kind};
+use crate::state::{Checkpoint, Published};
 
 /// One change to publish.
 #[derive(Debug, Clone)]
@@ -159,7 +159,7 @@ pub fn detect<'a>(
         // Only published records move the watermark, so it never passes a
         // record that was not published.
         next.watermark = next.watermark.max(c.updated_at);
-        next.seen.insert(Seen {
+        next.seen.insert(Published {
             updated_at: c.updated_at,
             object_id: c.object_id.clone(),
         });
@@ -253,8 +253,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::checkpoint::JobId;
     use crate::instance::{Instance, parse_str};
+    use crate::state::JobId;
 
     fn instance(extra: &str) -> Instance {
         let text = format!(

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::checkpoint::JobId;
+use crate::state::JobId;
 
 /// Namespace of our UUIDv5 event ids (a fixed random UUID: changing it
 /// changes every event id).

@@ -32,7 +32,6 @@
 //! and the poll loop's typed events that log and count). The Keap-compatible simulator behind the `keap-sandbox`
 //! binary is its own crate (`crates/keap-sandbox`), a dev-dependency only.
 
-pub mod checkpoint;
 pub mod crypto;
 pub mod detect;
 pub mod element;
@@ -40,14 +39,15 @@ pub mod event;
 pub mod fetch;
 pub mod instance;
 pub mod javadate;
+pub mod kafka;
 pub mod metrics;
 pub mod ops;
-pub mod partition;
 pub mod provider;
 pub mod publish;
 pub mod secret;
 pub mod service;
 pub mod settings;
+pub mod state;
 pub mod tail;
 pub mod telemetry;
 pub mod template;

@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::checkpoint::JobId;
 use crate::event::EventType;
+use crate::state::JobId;
 
 /// `Content-Type` of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

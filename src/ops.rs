@@ -194,11 +194,11 @@ mod tests {
     use chrono::{TimeDelta, Utc};
     use serde_json::value::RawValue;
 
-    use crate::checkpoint::JobId;
     use crate::detect::DetectedChange;
     use crate::event::EventType;
     use crate::fetch::FetchStats;
     use crate::metrics::TxnResult;
+    use crate::state::JobId;
     use crate::telemetry::events::{PollCommitted, PollFetchFailed, WindowFetched};
 
     fn state() -> OpsState {

@@ -11,7 +11,7 @@ use crate::element::{self, ConnectionMode as ElementMode, KNOWN_ELEMENTS};
 use crate::fetch::oauth::{OAuth2Client, StoreError, TokenManager, TokenSet, TokenStore};
 use crate::fetch::{Auth, FetchLimits, Fetcher, HubCredentials, Keyset, WindowRequest};
 use crate::instance::{ConnectionMode, Instance};
-use crate::worker::partition::SourceFactory;
+use crate::worker::ownership::SourceFactory;
 use crate::worker::source::{
     FetchFailure, FetchRequest, Fetched, Source, SourceError, SourceFuture,
 };

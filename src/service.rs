@@ -18,8 +18,8 @@ use crate::ops::{OpsState, Readiness};
 use crate::provider::HttpSources;
 use crate::publish::Topics;
 use crate::settings::Settings;
-use crate::worker::job::PollSettings;
-use crate::worker::partition::PartitionDeps;
+use crate::worker::ownership::PartitionDeps;
+use crate::worker::poll::PollSettings;
 
 /// How long restoring one state partition may take before the takeover is
 /// retried.

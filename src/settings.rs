@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use crate::crypto::StateKey as EncryptionKey;
+use crate::crypto::SealingKey;
 use crate::javadate::Zone;
 use crate::secret::Secret;
 
@@ -198,7 +198,7 @@ pub struct Settings {
     pub max_concurrent_polls: usize,
     pub service_timezone: Zone,
     pub safety_overlap: std::time::Duration,
-    pub state_encryption_key: Option<EncryptionKey>,
+    pub state_encryption_key: Option<SealingKey>,
     pub worker_id: Option<String>,
     /// Testing only: `TEST_HOLD_TRANSACTION_MS`.
     pub test_hold_transaction: std::time::Duration,
@@ -281,14 +281,12 @@ impl Settings {
                 reason: e.to_string(),
             })?;
         let state_encryption_key = match &env.state_encryption_key {
-            Some(s) if !s.expose().trim().is_empty() => {
-                Some(EncryptionKey::from_base64(s.expose()).map_err(|e| {
-                    SettingsError::Invalid {
-                        var: "STATE_ENCRYPTION_KEY".into(),
-                        reason: e.to_string(),
-                    }
-                })?)
-            }
+            Some(s) if !s.expose().trim().is_empty() => Some(
+                SealingKey::from_base64(s.expose()).map_err(|e| SettingsError::Invalid {
+                    var: "STATE_ENCRYPTION_KEY".into(),
+                    reason: e.to_string(),
+                })?,
+            ),
             _ => None,
         };
         let settings = Settings {

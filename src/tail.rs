@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::publish::EofAware;
+use crate::kafka::EofAware;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone)]

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use event_poller::checkpoint::{Checkpoint, JobId, StateKey};
 use event_poller::event::OutRecord;
-use event_poller::publish::{Batch, PartitionProducer, Topics, restore_partition};
+use event_poller::publish::{Batch, PartitionProducer, Topics};
+use event_poller::state::{Checkpoint, JobId, StateKey, restore_partition};
 
 fn record(key: &str, value: &str) -> OutRecord {
     OutRecord {

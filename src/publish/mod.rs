@@ -7,10 +7,6 @@
 //! owner (aborting its open transaction): a paused zombie can never commit
 //! for a job it no longer owns.
 
-mod restore;
-
-pub use restore::{EofAware, Restored, restore_partition};
-
 use std::sync::Arc;
 use std::time::Duration;
 

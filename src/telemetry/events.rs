@@ -3,7 +3,7 @@
 //! that belong to it, so the two never disagree and the loop stays short.
 //!
 //! Emitted once per poll or window, never per record. Log lines keep the
-//! poll loop's target, so `LOG_LEVEL=event_poller::worker::job=…` still
+//! poll loop's target, so `LOG_LEVEL=event_poller::worker::poll=…` still
 //! selects them.
 
 use std::error::Error;
@@ -13,14 +13,14 @@ use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
 use tracing::{debug, info, warn};
 
-use crate::checkpoint::JobId;
 use crate::detect::DetectedChange;
 use crate::fetch::FetchStats;
 use crate::metrics::{CommittedCounts, Metrics, PollResult};
 use crate::publish::PublishError;
+use crate::state::JobId;
 
 /// The poll loop's log target (its module path).
-const TARGET: &str = "event_poller::worker::job";
+const TARGET: &str = "event_poller::worker::poll";
 
 /// A window's HTTP traffic, whether the window succeeded or failed.
 pub struct WindowFetched<'a> {

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::checkpoint::JobId;
 use crate::instance::{Instance, Resource};
-use crate::partition::partition_for;
+use crate::state::JobId;
+use crate::state::partition_for;
 
 /// One polling job.
 #[derive(Debug, Clone)]

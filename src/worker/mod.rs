@@ -10,11 +10,11 @@
 //! - [`tokens`]: OAuth tokens sealed in the state partition.
 //! - [`source`]: the provider boundary the loop calls.
 
-pub mod job;
 pub mod jobs;
 pub mod lane;
 pub mod membership;
-pub mod partition;
+pub mod ownership;
+pub mod poll;
 pub mod source;
 pub mod tokens;
 pub mod topics;
@@ -30,7 +30,7 @@ use crate::instance::Instance;
 use crate::settings::Settings;
 
 use self::membership::{Membership, Ownership};
-use self::partition::{PartitionDeps, run_partition};
+use self::ownership::{PartitionDeps, run_partition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::checkpoint::StateKey as RecordKey;
-use crate::crypto::{CryptoError, StateKey};
+use crate::crypto::{CryptoError, SealingKey};
 use crate::publish::{Batch, PublishError};
+use crate::state::StateKey;
 
 use super::lane::Lane;
 
@@ -30,14 +30,18 @@ pub enum VaultError {
 
 /// Token sets of the instances of one state partition.
 pub struct TokenVault {
-    key: Option<StateKey>,
+    key: Option<SealingKey>,
     lane: Arc<Lane>,
     /// Latest sealed token set by instance: restored, then as saved.
     sealed: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl TokenVault {
-    pub fn new(key: Option<StateKey>, lane: Arc<Lane>, restored: HashMap<String, Vec<u8>>) -> Self {
+    pub fn new(
+        key: Option<SealingKey>,
+        lane: Arc<Lane>,
+        restored: HashMap<String, Vec<u8>>,
+    ) -> Self {
         Self {
             key,
             lane,
@@ -45,7 +49,7 @@ impl TokenVault {
         }
     }
 
-    fn key(&self) -> Result<&StateKey, VaultError> {
+    fn key(&self) -> Result<&SealingKey, VaultError> {
         self.key.as_ref().ok_or(VaultError::NoKey)
     }
 
@@ -98,7 +102,7 @@ impl TokenVault {
 }
 
 fn record_key(instance: &str) -> String {
-    RecordKey::Token {
+    StateKey::Token {
         instance: instance.to_string(),
     }
     .encode()

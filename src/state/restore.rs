@@ -10,23 +10,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use crate::checkpoint::{Checkpoint, JobId, StateKey};
-
-/// A client context for readers that ask for end-of-partition events:
-/// librdkafka also reports each one through the global error callback,
-/// which the default context logs at ERROR. Everything else is logged as
-/// usual.
-pub struct EofAware;
-
-impl rdkafka::ClientContext for EofAware {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::error!(message = "librdkafka error.", %error, reason);
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for EofAware {}
+use super::checkpoint::{Checkpoint, JobId, StateKey};
+use crate::kafka::EofAware;
 
 /// The state of one partition as of its last stable offset.
 #[derive(Debug, Default)]

@@ -85,7 +85,7 @@ impl StateKey {
 
 /// A published change: the pair that makes an event unique.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Seen {
+pub struct Published {
     /// Ordered by time first, so pruning below a bound is a range removal.
     pub updated_at: DateTime<Utc>,
     pub object_id: String,
@@ -110,7 +110,7 @@ pub struct Checkpoint {
     /// next window. Windows overlap on purpose (poll delay, safety overlap,
     /// clock skew, equal timestamps at page boundaries); this set is what
     /// turns "seen twice" into "published once".
-    pub seen: BTreeSet<Seen>,
+    pub seen: BTreeSet<Published>,
     /// Start of the last committed poll, by the worker's clock.
     pub last_poll_start: Option<DateTime<Utc>>,
     pub polls: u64,
@@ -179,7 +179,7 @@ impl Checkpoint {
     }
 
     pub fn has_published(&self, object_id: &str, updated_at: DateTime<Utc>) -> bool {
-        self.seen.contains(&Seen {
+        self.seen.contains(&Published {
             updated_at,
             object_id: object_id.to_string(),
         })
@@ -188,7 +188,7 @@ impl Checkpoint {
     /// Forgets pairs older than `bound`: the next window starts at or after
     /// it, so they can never be fetched (and published) again.
     pub fn prune_before(&mut self, bound: DateTime<Utc>) {
-        self.seen = self.seen.split_off(&Seen {
+        self.seen = self.seen.split_off(&Published {
             updated_at: bound,
             object_id: String::new(),
         });
@@ -227,11 +227,11 @@ mod tests {
     #[test]
     fn checkpoint_round_trips_and_prunes() {
         let mut c = Checkpoint::starting(JobId::new("shop", "orders"), t("2024-01-01T00:00:00Z"));
-        c.seen.insert(Seen {
+        c.seen.insert(Published {
             updated_at: t("2024-01-01T00:00:05Z"),
             object_id: "1".into(),
         });
-        c.seen.insert(Seen {
+        c.seen.insert(Published {
             updated_at: t("2024-01-01T00:10:00Z"),
             object_id: "2".into(),
         });

@@ -12,12 +12,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::checkpoint::{Checkpoint, StateKey};
 use crate::detect::{self, Window};
 use crate::event::{Change, EventContext, dead_letter_record, event_record};
 use crate::javadate::Zone;
 use crate::metrics::Metrics;
 use crate::publish::{Batch, PublishError};
+use crate::state::{Checkpoint, StateKey};
 use crate::telemetry::events::{
     PollAborted, PollCommitted, PollFetchFailed, PollProducerFailed, WindowFetched,
 };

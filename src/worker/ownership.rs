@@ -15,16 +15,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::checkpoint::{Checkpoint, StateKey};
-use crate::crypto::StateKey as EncryptionKey;
+use crate::crypto::SealingKey;
 use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::ops::Readiness;
-use crate::publish::{Batch, PartitionProducer, Topics, restore_partition};
+use crate::publish::{Batch, PartitionProducer, Topics};
+use crate::state::restore_partition;
+use crate::state::{Checkpoint, StateKey};
 
-use super::job::{JobRunner, PollSettings};
 use super::jobs::Job;
 use super::lane::Lane;
+use super::poll::{JobRunner, PollSettings};
 use super::source::{Source, SourceError};
 use super::tokens::TokenVault;
 
@@ -49,7 +50,7 @@ pub struct PartitionDeps {
     pub permits: Arc<Semaphore>,
     pub poll: Arc<PollSettings>,
     pub factory: Arc<dyn SourceFactory>,
-    pub encryption_key: Option<EncryptionKey>,
+    pub encryption_key: Option<SealingKey>,
     pub restore_timeout: Duration,
     /// Testing only: see [`crate::settings::Settings::test_hold_transaction`].
     pub hold_transactions_open: Duration,
