@@ -27,7 +27,7 @@ unit: ## unit tests and doc tests (no broker needed)
 integration: ## integration tests against a local Kafka (started and stopped here)
 	$(CARGO) test --workspace --test '*' --no-run
 	$(MAKE) kafka-up
-	status=0; $(CARGO) test --workspace --test '*' -- --test-threads=2 || status=$$?; \
+	status=0; $(CARGO) test --workspace --test '*' --no-fail-fast -- --test-threads=2 || status=$$?; \
 	  $(MAKE) kafka-down; exit $$status
 
 test: lint unit integration ## everything CI runs: lint, unit, Kafka up, integration, Kafka down

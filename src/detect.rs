@@ -8,34 +8,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::event::EventType;
+use crate::event::{Change, DeadRecord, EventType};
 use crate::instance::{DateField, Resource, json_kind};
 use crate::state::{Checkpoint, Published};
-
-/// One change to publish.
-#[derive(Debug, Clone)]
-pub struct DetectedChange<'a> {
-    pub object_id: String,
-    pub event_type: EventType,
-    /// The filter date (updated, or created when `filterByUpdatedDate` is
-    /// false): what the watermark and the dedupe set are made of.
-    pub updated_at: DateTime<Utc>,
-    pub raw: &'a RawValue,
-}
-
-/// A record that cannot be read: it goes to the dead-letter topic, it never
-/// blocks the rest of the window and never vanishes silently.
-#[derive(Debug, Clone)]
-pub struct DeadRecord<'a> {
-    pub object_id: Option<String>,
-    pub reason: String,
-    pub raw: &'a RawValue,
-}
 
 /// What a window comes to.
 #[derive(Debug)]
 pub struct Detected<'a> {
-    pub changes: Vec<DetectedChange<'a>>,
+    pub changes: Vec<Change<'a>>,
     pub dead: Vec<DeadRecord<'a>>,
     /// The checkpoint to commit with the changes.
     pub next: Checkpoint,
@@ -53,7 +33,7 @@ pub struct Detected<'a> {
 
 /// Parameters of one poll.
 #[derive(Debug, Clone, Copy)]
-pub struct Window {
+pub struct Bounds {
     /// Inclusive lower bound of the window (what the URL asked `since`).
     pub start: DateTime<Utc>,
     /// When the poll began, by the worker's clock.
@@ -108,7 +88,7 @@ pub fn window_start(
 pub fn detect<'a>(
     resource: &Resource,
     checkpoint: &Checkpoint,
-    window: Window,
+    window: Bounds,
     records: &'a [Box<RawValue>],
 ) -> Detected<'a> {
     let mut out = Detected {
@@ -146,10 +126,10 @@ pub fn detect<'a>(
             out.duplicates += 1;
             continue;
         }
-        out.changes.push(DetectedChange {
+        out.changes.push(Change {
             object_id: read.object_id,
             event_type: read.event_type,
-            updated_at: read.filter_date,
+            filter_date: read.filter_date,
             raw,
         });
     }
@@ -158,9 +138,9 @@ pub fn detect<'a>(
     for c in &out.changes {
         // Only published records move the watermark, so it never passes a
         // record that was not published.
-        next.watermark = next.watermark.max(c.updated_at);
+        next.watermark = next.watermark.max(c.filter_date);
         next.seen.insert(Published {
-            updated_at: c.updated_at,
+            updated_at: c.filter_date,
             object_id: c.object_id.clone(),
         });
     }
@@ -281,8 +261,8 @@ mod tests {
         .unwrap()
     }
 
-    fn window(start: &str, poll_start: &str) -> Window {
-        Window {
+    fn window(start: &str, poll_start: &str) -> Bounds {
+        Bounds {
             start: t(start),
             poll_start: t(poll_start),
             overlap: TimeDelta::seconds(60),
@@ -363,7 +343,7 @@ mod tests {
             rec("1", "2024-01-01T00:01:00Z", "2024-01-01T00:04:00Z"),
             rec("1", "2024-01-01T00:01:00Z", "2024-01-01T00:04:00Z"),
         ];
-        let w = Window {
+        let w = Bounds {
             start: next_start,
             poll_start: t("2024-01-01T00:05:00Z"),
             overlap: TimeDelta::seconds(60),
@@ -373,7 +353,7 @@ mod tests {
         let got: Vec<_> = d2
             .changes
             .iter()
-            .map(|c| (c.object_id.clone(), c.updated_at))
+            .map(|c| (c.object_id.clone(), c.filter_date))
             .collect();
         assert_eq!(
             got,
@@ -459,7 +439,7 @@ mod tests {
         let d = detect(
             &plain.resources[0],
             &start(),
-            Window {
+            Bounds {
                 not_before: behind,
                 ..w
             },
@@ -473,7 +453,7 @@ mod tests {
         let got: Vec<_> = d
             .changes
             .iter()
-            .map(|c| (c.object_id.as_str(), c.updated_at))
+            .map(|c| (c.object_id.as_str(), c.filter_date))
             .collect();
         assert_eq!(
             got,

@@ -52,12 +52,25 @@ pub struct OutRecord {
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// One detected change.
-#[derive(Debug, Clone, Copy)]
+/// One change to publish, as detection found it.
+#[derive(Debug, Clone)]
 pub struct Change<'a> {
-    pub object_id: &'a str,
+    pub object_id: String,
     pub event_type: EventType,
-    pub updated_at: DateTime<Utc>,
+    /// The filter date (updated, or created when `filterByUpdatedDate` is
+    /// false): what the watermark and the dedupe set are made of, and the
+    /// event's `eventDate`.
+    pub filter_date: DateTime<Utc>,
+    pub raw: &'a RawValue,
+}
+
+/// A record that cannot be read: it goes to the dead-letter topic, it never
+/// blocks the rest of the window and never vanishes silently.
+#[derive(Debug, Clone)]
+pub struct DeadRecord<'a> {
+    /// The record's id, when it could be read.
+    pub object_id: Option<String>,
+    pub reason: String,
     pub raw: &'a RawValue,
 }
 
@@ -104,11 +117,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// time (not the time of the poll) so that a redone window repeats it
 /// exactly.
 pub fn event_record(ctx: &EventContext<'_>, change: &Change<'_>) -> OutRecord {
-    let id = event_id(ctx.job, change.object_id, change.updated_at).to_string();
-    let date = rfc3339(change.updated_at);
+    let id = event_id(ctx.job, &change.object_id, change.filter_date).to_string();
+    let date = rfc3339(change.filter_date);
     let value = EventValue {
         event_id: id.clone(),
-        object_id: change.object_id,
+        object_id: &change.object_id,
         object_type: &ctx.job.resource,
         event_type: change.event_type,
         event_date: date.clone(),
@@ -124,7 +137,7 @@ pub fn event_record(ctx: &EventContext<'_>, change: &Change<'_>) -> OutRecord {
     OutRecord {
         key: Some(change.object_id.to_string()),
         value: to_vec(&value),
-        headers: headers(ctx, id, ce_type, date, Some(change.object_id)),
+        headers: headers(ctx, id, ce_type, date, Some(&change.object_id)),
     }
 }
 
@@ -132,11 +145,11 @@ pub fn event_record(ctx: &EventContext<'_>, change: &Change<'_>) -> OutRecord {
 /// record, keyed by the object id when it could be read.
 pub fn dead_letter_record(
     ctx: &EventContext<'_>,
-    object_id: Option<&str>,
-    reason: &str,
-    raw: &RawValue,
+    dead: &DeadRecord<'_>,
     window_start: DateTime<Utc>,
 ) -> OutRecord {
+    let object_id = dead.object_id.as_deref();
+    let raw = dead.raw;
     // Deterministic too: the same bad record in the same window gets the
     // same id.
     let name = format!(
@@ -148,7 +161,7 @@ pub fn dead_letter_record(
     );
     let id = uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string();
     let value = DeadLetterValue {
-        reason,
+        reason: &dead.reason,
         object_type: &ctx.job.resource,
         element_key: ctx.element_key,
         instance_id: &ctx.job.instance,
@@ -220,9 +233,9 @@ mod tests {
         let rec = event_record(
             &ctx,
             &Change {
-                object_id: "7",
+                object_id: "7".into(),
                 event_type: EventType::Updated,
-                updated_at: at,
+                filter_date: at,
                 raw: &r,
             },
         );
@@ -247,9 +260,9 @@ mod tests {
         let again = event_record(
             &ctx,
             &Change {
-                object_id: "7",
+                object_id: "7".into(),
                 event_type: EventType::Updated,
-                updated_at: at,
+                filter_date: at,
                 raw: &r,
             },
         );
@@ -269,7 +282,12 @@ mod tests {
             callback_url: None,
         };
         let r = raw(r#"{"title":"no id"}"#);
-        let rec = dead_letter_record(&ctx, None, "missing id field 'id'", &r, Utc::now());
+        let dead = DeadRecord {
+            object_id: None,
+            reason: "missing id field 'id'".into(),
+            raw: &r,
+        };
+        let rec = dead_letter_record(&ctx, &dead, Utc::now());
         let v: serde_json::Value = serde_json::from_slice(&rec.value).unwrap();
         assert_eq!(v["reason"], "missing id field 'id'");
         assert_eq!(v["raw"]["title"], "no id");

@@ -1,6 +1,171 @@
-//! Small librdkafka helpers shared by the service's Kafka readers.
+//! The librdkafka configuration of every client the service creates, in
+//! one place: the operator's base (bootstrap servers, security and other
+//! pass-through properties), the tuning the settings name, and the
+//! properties exactly-once depends on, which the operator cannot override
+//! ([`MANAGED_PROPERTIES`]). Plus small helpers the Kafka readers share.
 
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
+
+/// Properties the service sets itself, and why: passing them through would
+/// silently break a guarantee, or would be a second spelling of a setting.
+pub const MANAGED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set KAFKA_BOOTSTRAP_SERVERS instead"),
+    (
+        "transactional.id",
+        "each worker derives its transactional ids from the state-topic partitions it owns",
+    ),
+    (
+        "enable.idempotence",
+        "transactions require the idempotent producer",
+    ),
+    (
+        "isolation.level",
+        "checkpoints must be restored with read_committed",
+    ),
+    (
+        "enable.auto.commit",
+        "offsets are never auto-committed by the service",
+    ),
+    ("group.id", "set WORKER_GROUP_ID instead"),
+    ("group.instance.id", "set WORKER_ID instead"),
+    (
+        "partition.assignment.strategy",
+        "the worker's revocation handling relies on eager round-robin rebalancing",
+    ),
+    (
+        "group.protocol",
+        "the worker's revocation handling relies on the classic group protocol",
+    ),
+    (
+        "partitioner",
+        "events are partitioned like Java clients do (murmur2_random), so one objectId stays on one partition",
+    ),
+    ("session.timeout.ms", "set KAFKA_SESSION_TIMEOUT_MS instead"),
+    (
+        "heartbeat.interval.ms",
+        "set KAFKA_HEARTBEAT_INTERVAL_MS instead",
+    ),
+    ("linger.ms", "set KAFKA_LINGER_MS instead"),
+    ("queue.buffering.max.ms", "set KAFKA_LINGER_MS instead"),
+    (
+        "auto.offset.reset",
+        "state readers always start at the earliest record",
+    ),
+    (
+        "enable.partition.eof",
+        "readers ask for partition ends where they need them",
+    ),
+];
+
+/// What every client is made from.
+#[derive(Clone)]
+pub struct KafkaClients {
+    /// Bootstrap servers and the operator's pass-through properties.
+    base: ClientConfig,
+    tuning: Tuning,
+}
+
+/// The librdkafka tuning the settings name (see `crate::settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// `session.timeout.ms` of the worker group.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms` of the worker group.
+    pub heartbeat_interval: Duration,
+    /// `linger.ms` of the transactional producers.
+    pub linger: Duration,
+}
+
+impl Default for Tuning {
+    /// The settings' defaults.
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(2),
+            linger: Duration::from_millis(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for KafkaClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Pass-through values may be credentials: names only.
+        let names: Vec<&str> = self.base.config_map().into_keys().collect();
+        f.debug_struct("KafkaClients")
+            .field("base", &names)
+            .field("tuning", &self.tuning)
+            .finish()
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+impl KafkaClients {
+    pub fn new(base: ClientConfig, tuning: Tuning) -> Self {
+        Self { base, tuning }
+    }
+
+    /// The operator's base configuration alone (admin clients, metadata).
+    pub fn base(&self) -> ClientConfig {
+        self.base.clone()
+    }
+
+    /// The worker's member of the consumer group on the state topic. It
+    /// never reads or commits; it exists for partition assignment.
+    pub fn group_member(&self, group: &str, static_id: Option<&str>) -> ClientConfig {
+        let mut config = self.base();
+        if let Some(id) = static_id {
+            config.set("group.instance.id", id);
+        }
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("partition.assignment.strategy", "roundrobin")
+            // A worker that stops polling (or dies) loses its partitions
+            // after this long; others then take its jobs.
+            .set("session.timeout.ms", millis(self.tuning.session_timeout))
+            .set(
+                "heartbeat.interval.ms",
+                millis(self.tuning.heartbeat_interval),
+            );
+        config
+    }
+
+    /// A transactional producer with `transactional_id`.
+    pub fn producer(&self, transactional_id: &str) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("transactional.id", transactional_id)
+            .set("enable.idempotence", "true")
+            // Java's default partitioner, so events of one objectId land on
+            // the partition any Java client would choose too.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", millis(self.tuning.linger));
+        config
+    }
+
+    /// A reader of committed records only, from the beginning of what it is
+    /// assigned, reporting each partition's end. `group` is never joined
+    /// (partitions are assigned by hand) but librdkafka wants one.
+    pub fn committed_reader(&self, group: &str, report_end: bool) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", group)
+            .set("isolation.level", "read_committed")
+            .set(
+                "enable.partition.eof",
+                if report_end { "true" } else { "false" },
+            )
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest");
+        config
+    }
+}
 
 /// A client context for readers that ask for end-of-partition events:
 /// librdkafka also reports each one through the global error callback,
@@ -17,3 +182,46 @@ impl rdkafka::ClientContext for EofAware {
 }
 
 impl rdkafka::consumer::ConsumerContext for EofAware {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_set_what_exactly_once_needs_over_the_base() {
+        let mut base = ClientConfig::new();
+        base.set("bootstrap.servers", "b:1")
+            .set("sasl.password", "hunter2");
+        let clients = KafkaClients::new(
+            base,
+            Tuning {
+                linger: Duration::from_millis(0),
+                ..Tuning::default()
+            },
+        );
+        let p = clients.producer("g.state.3");
+        assert_eq!(p.get("transactional.id"), Some("g.state.3"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("linger.ms"), Some("0"));
+        assert_eq!(p.get("sasl.password"), Some("hunter2"));
+        let r = clients.committed_reader("restore.x.0", true);
+        assert_eq!(r.get("isolation.level"), Some("read_committed"));
+        assert_eq!(r.get("enable.partition.eof"), Some("true"));
+        let m = clients.group_member("workers", Some("pod-0"));
+        assert_eq!(m.get("group.instance.id"), Some("pod-0"));
+        assert_eq!(m.get("session.timeout.ms"), Some("10000"));
+        assert_eq!(m.get("heartbeat.interval.ms"), Some("2000"));
+        // Every property a role sets is one the operator cannot pass.
+        for config in [p, r, m] {
+            for name in config.config_map().keys() {
+                if *name != "sasl.password" {
+                    assert!(
+                        MANAGED_PROPERTIES.iter().any(|(n, _)| n == name),
+                        "{name} is set by a role but can be passed through"
+                    );
+                }
+            }
+        }
+        assert!(!format!("{clients:?}").contains("hunter2"));
+    }
+}

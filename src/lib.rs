@@ -32,6 +32,7 @@
 //! and the poll loop's typed events that log and count). The Keap-compatible simulator behind the `keap-sandbox`
 //! binary is its own crate (`crates/keap-sandbox`), a dev-dependency only.
 
+pub mod backoff;
 pub mod crypto;
 pub mod detect;
 pub mod element;
@@ -47,6 +48,7 @@ pub mod publish;
 pub mod secret;
 pub mod service;
 pub mod settings;
+pub mod source;
 pub mod state;
 pub mod tail;
 pub mod telemetry;

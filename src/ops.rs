@@ -194,10 +194,9 @@ mod tests {
     use chrono::{TimeDelta, Utc};
     use serde_json::value::RawValue;
 
-    use crate::detect::DetectedChange;
-    use crate::event::EventType;
-    use crate::fetch::FetchStats;
+    use crate::event::{Change, EventType};
     use crate::metrics::TxnResult;
+    use crate::source::{FailureKind, FetchStats, SourceError};
     use crate::state::JobId;
     use crate::telemetry::events::{PollCommitted, PollFetchFailed, WindowFetched};
 
@@ -277,10 +276,10 @@ mod tests {
         let s = state();
         let job = JobId::new("shop", "orders");
         let raw = RawValue::from_string("{}".into()).unwrap();
-        let change = |event_type| DetectedChange {
+        let change = |event_type| Change {
             object_id: "1".into(),
             event_type,
-            updated_at: Utc::now(),
+            filter_date: Utc::now(),
             raw: &raw,
         };
         let stats = FetchStats {
@@ -307,10 +306,10 @@ mod tests {
             elapsed: Duration::from_millis(250),
         }
         .emit(&s.metrics);
-        let error: Box<dyn std::error::Error + Send + Sync> = "HTTP 503".into();
+        let error = SourceError::new(FailureKind::Retriable, "HTTP 503");
         PollFetchFailed {
             job: &job,
-            error: &*error,
+            error: &error,
             elapsed: Duration::from_millis(750),
         }
         .emit(&s.metrics);

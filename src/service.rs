@@ -5,25 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::TimeDelta;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::fetch::FetchLimits;
 use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::ops::{OpsState, Readiness};
 use crate::provider::HttpSources;
-use crate::publish::Topics;
 use crate::settings::Settings;
-use crate::worker::ownership::PartitionDeps;
-use crate::worker::poll::PollSettings;
-
-/// How long restoring one state partition may take before the takeover is
-/// retried.
-const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
+use crate::worker::WorkerConfig;
 
 /// How long the ops endpoint may take to finish its requests once the
 /// worker stopped; a scraper holding a request open must not delay exit.
@@ -44,9 +35,9 @@ pub async fn run(
     // Fail at start-up, not at every poll: an OAuth instance cannot keep its
     // rotating refresh token without the sealing key.
     if settings.state_encryption_key.is_none()
-        && let Some(i) = instances.iter().find(|i| {
-            i.is_polled() && matches!(i.connection_mode, crate::instance::ConnectionMode::Direct)
-        })
+        && let Some(i) = instances
+            .iter()
+            .find(|i| i.is_polled() && matches!(i.connection, crate::instance::Connection::Direct))
     {
         anyhow::bail!(
             "STATE_ENCRYPTION_KEY is not set, but instance {} ({}) uses OAuth: its tokens are kept \
@@ -98,29 +89,15 @@ async fn run_worker(
     ops: &OpsState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let factory = HttpSources::new(FetchLimits::default())
-        .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
-    let deps = PartitionDeps {
-        kafka: settings.kafka_config(),
-        group: settings.worker_group_id.clone(),
-        topics: Arc::new(Topics {
-            events: settings.events_topic.clone(),
-            dead_letters: settings.dlq_topic.clone(),
-            state: settings.state_topic.clone(),
-        }),
-        permits: Arc::new(Semaphore::new(settings.max_concurrent_polls)),
-        poll: Arc::new(PollSettings {
-            overlap: TimeDelta::from_std(settings.safety_overlap).unwrap_or(TimeDelta::MAX),
-            service_zone: settings.service_timezone,
-            retry_min: Duration::from_secs(1),
-        }),
-        factory: Arc::new(factory),
-        encryption_key: settings.state_encryption_key.clone(),
-        restore_timeout: RESTORE_TIMEOUT,
-        hold_transactions_open: settings.test_hold_transaction,
-        metrics: ops.metrics.clone(),
-        readiness: ops.readiness.clone(),
-    };
-    crate::worker::run(&settings, instances, deps, shutdown).await?;
+    let factory = HttpSources::new(settings.fetch_limits()).context("HTTP sources")?;
+    crate::worker::run(
+        WorkerConfig::new(&settings),
+        instances,
+        Arc::new(factory),
+        ops.metrics.clone(),
+        ops.readiness.clone(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -1,55 +1,42 @@
 //! Process settings: everything about *this worker* (Kafka, topics, where
-//! instance files are, ops port, logging), read once from the environment.
+//! instance files are, HTTP limits, ops port, logging), read once from the
+//! environment into one struct.
 //!
-//! Typed fields are read with `envy` (variable = upper-cased field name).
-//! Two schemes sit beside them because `envy` cannot express them:
+//! Each field of [`Settings`] is read with `envy` from the variable of the
+//! same name, upper-cased (`safety_overlap_seconds` ←
+//! `SAFETY_OVERLAP_SECONDS`); units are in the names. Variables that are
+//! not fields are ignored (the environment holds `PATH`, `HOME`, …). Two
+//! schemes sit beside the fields because `envy` cannot express them:
 //!
 //! - `KAFKA_PROPERTY_<NAME>` passes any librdkafka property through, so SASL,
 //!   TLS and tuning need no code change: `KAFKA_PROPERTY_SECURITY_PROTOCOL=SASL_SSL`
-//!   sets `security.protocol` (`_` → `.`, lower-cased).
+//!   sets `security.protocol` (`_` → `.`, lower-cased). Properties the
+//!   service manages ([`crate::kafka::MANAGED_PROPERTIES`]) are refused.
 //! - `<VAR>_FILE` reads a secret from a file (Docker/Kubernetes secrets) for
-//!   any `KAFKA_PROPERTY_*`; a trailing newline is dropped.
+//!   `STATE_ENCRYPTION_KEY` and any `KAFKA_PROPERTY_*`; a trailing newline is
+//!   dropped.
 //!
-//! Every invalid value fails start-up with a message naming the variable.
+//! Every invalid value fails start-up with a message naming the variable,
+//! never repeating its value (it could be a secret).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_with::{DurationMilliSeconds, DurationSeconds, serde_as};
 
 use crate::crypto::SealingKey;
+use crate::fetch::FetchLimits;
 use crate::javadate::Zone;
+use crate::kafka::{KafkaClients, MANAGED_PROPERTIES, Tuning};
 use crate::secret::Secret;
 
 /// Prefix of the librdkafka pass-through variables.
 pub const KAFKA_PROPERTY_PREFIX: &str = "KAFKA_PROPERTY_";
-
-/// Properties the service sets itself because exactly-once depends on them;
-/// passing them through would silently break the guarantee.
-const MANAGED_PROPERTIES: &[(&str, &str)] = &[
-    ("bootstrap.servers", "set KAFKA_BOOTSTRAP_SERVERS instead"),
-    (
-        "transactional.id",
-        "each worker derives its transactional ids from the state-topic partitions it owns",
-    ),
-    (
-        "enable.idempotence",
-        "transactions require the idempotent producer",
-    ),
-    (
-        "isolation.level",
-        "checkpoints must be restored with read_committed",
-    ),
-    (
-        "enable.auto.commit",
-        "offsets are never auto-committed by the service",
-    ),
-    ("group.id", "set WORKER_GROUP_ID instead"),
-    ("group.instance.id", "set WORKER_ID instead"),
-];
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,85 +48,158 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Settings read with `envy`. Field docs name the variable, the default and
-/// why the default is what it is.
+/// Validated process settings. Field docs name the variable, the default
+/// and where the default comes from.
+#[serde_as]
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnvSettings {
+pub struct Settings {
+    // --- Kafka -----------------------------------------------------------
     /// `KAFKA_BOOTSTRAP_SERVERS`: comma-separated `host:port` list.
     /// Default: the local broker of `make kafka-up`.
     #[serde(default = "default_bootstrap")]
-    kafka_bootstrap_servers: String,
+    pub kafka_bootstrap_servers: String,
+    /// `KAFKA_SESSION_TIMEOUT_MS`: how long the worker group waits for a
+    /// silent worker before handing its partitions (and jobs) to the
+    /// others. Default 10 000 (librdkafka: 45 000): a dead worker's jobs
+    /// resume within 10 s.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(default = "default_session_timeout")]
+    pub kafka_session_timeout_ms: Duration,
+    /// `KAFKA_HEARTBEAT_INTERVAL_MS`: how often a worker tells the group it
+    /// lives; below the session timeout. Default 2 000, a fifth of the
+    /// session timeout (librdkafka: 3 000 for 45 000).
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(default = "default_heartbeat_interval")]
+    pub kafka_heartbeat_interval_ms: Duration,
+    /// `KAFKA_LINGER_MS`: how long the transactional producers wait to fill
+    /// a batch. Default 5 (librdkafka's default).
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(default = "default_linger")]
+    pub kafka_linger_ms: Duration,
+    /// librdkafka properties from `KAFKA_PROPERTY_*` (not an envy field).
+    #[serde(skip)]
+    pub kafka_properties: KafkaProperties,
+
+    // --- Topics ----------------------------------------------------------
     /// `EVENTS_TOPIC`: where change events go.
     #[serde(default = "default_events_topic")]
-    events_topic: String,
-    /// `STATE_TOPIC`: compacted topic of checkpoints, key = job id.
+    pub events_topic: String,
+    /// `STATE_TOPIC`: compacted topic of checkpoints and sealed tokens.
     #[serde(default = "default_state_topic")]
-    state_topic: String,
+    pub state_topic: String,
     /// `DLQ_TOPIC`: records whose id or dates cannot be read.
     #[serde(default = "default_dlq_topic")]
-    dlq_topic: String,
+    pub dlq_topic: String,
+    /// `TOPIC_PARTITIONS`: partitions of the topics the service creates.
+    /// Default 6: up to six workers share the jobs.
+    #[serde(default = "default_topic_partitions")]
+    pub topic_partitions: i32,
+    /// `TOPIC_REPLICATION_FACTOR`: replication of topics the service
+    /// creates; -1 (default) takes the broker's `default.replication.factor`.
+    #[serde(default = "default_replication_factor")]
+    pub topic_replication_factor: i32,
+
+    // --- Worker ----------------------------------------------------------
     /// `INSTANCES_PATH`: one instance JSON file, or a directory of them
     /// (every `*.json` directly inside it).
     #[serde(default = "default_instances_path")]
-    instances_path: PathBuf,
-    /// `OPS_LISTEN`: address of `/metrics`, `/healthz`, `/readyz`.
-    /// Default loopback: exposing it is the operator's choice.
-    #[serde(default = "default_ops_listen")]
-    ops_listen: SocketAddr,
-    /// `LOG_FORMAT`: `json` or `pretty`.
-    #[serde(default = "default_log_format")]
-    log_format: LogFormat,
-    /// `LOG_LEVEL`: a `tracing` filter directive such as `info` or
-    /// `event_poller=debug,rdkafka=warn`.
-    #[serde(default = "default_log_level")]
-    log_level: String,
+    pub instances_path: PathBuf,
     /// `WORKER_GROUP_ID`: consumer group of the workers on the state topic;
-    /// workers sharing it share the jobs.
+    /// workers sharing it share the jobs. Also prefixes transactional ids.
     #[serde(default = "default_group_id")]
-    worker_group_id: String,
-    /// `TOPIC_PARTITIONS`: partitions of topics the service creates.
-    #[serde(default = "default_topic_partitions")]
-    topic_partitions: i32,
-    /// `TOPIC_REPLICATION_FACTOR`: replication of topics the service creates;
-    /// -1 takes the broker's `default.replication.factor`.
-    #[serde(default = "default_replication_factor")]
-    topic_replication_factor: i32,
-    /// `MAX_CONCURRENT_POLLS`: bound on polls in flight in one worker, so a
-    /// burst of due jobs cannot exhaust sockets or provider quotas.
-    #[serde(default = "default_max_concurrent_polls")]
-    max_concurrent_polls: usize,
-    /// `SERVICE_TIMEZONE`: zone of `${date:…}` in URL templates (IANA id or
-    /// offset), as Open Connectors' service zone.
-    #[serde(default = "default_service_timezone")]
-    service_timezone: String,
-    /// `SAFETY_OVERLAP_SECONDS`: how far each window reaches back behind the
-    /// watermark (besides `pollDelay`). It must cover the provider's clock
-    /// skew and how late its changes become visible; 10 minutes covers the
-    /// ±5 minutes of skew we test with, twice over. Re-read records cost a
-    /// fetch, never a duplicate event.
-    #[serde(default = "default_safety_overlap_seconds")]
-    safety_overlap_seconds: u64,
-    /// `STATE_ENCRYPTION_KEY` (or `STATE_ENCRYPTION_KEY_FILE`): base64 of 32
-    /// bytes; seals OAuth tokens kept in the state topic. Required when an
-    /// instance uses OAuth.
-    #[serde(default)]
-    state_encryption_key: Option<Secret>,
+    pub worker_group_id: String,
     /// `WORKER_ID`: optional stable identity of this worker (e.g. the pod
     /// name of a StatefulSet). Set, it is the group's static member id
     /// (`group.instance.id`): a restarted worker takes its partitions back at
     /// once instead of waiting for the old session to time out.
     #[serde(default)]
-    worker_id: Option<String>,
+    pub worker_id: Option<String>,
+    /// `MAX_CONCURRENT_POLLS`: bound on polls in flight in one worker, so a
+    /// burst of due jobs cannot exhaust sockets or provider quotas.
+    /// Default 8.
+    #[serde(default = "default_max_concurrent_polls")]
+    pub max_concurrent_polls: usize,
+    /// `SERVICE_TIMEZONE`: zone of `${date:…}` in URL templates (IANA id or
+    /// offset), as Open Connectors' service zone. Default UTC.
+    #[serde(default = "default_service_timezone", deserialize_with = "zone")]
+    pub service_timezone: Zone,
+    /// `SAFETY_OVERLAP_SECONDS`: how far each window reaches back behind the
+    /// watermark (besides `pollDelay`). It must cover the provider's clock
+    /// skew and how late its changes become visible; 10 minutes covers the
+    /// ±5 minutes of skew we test with, twice over. Re-read records cost a
+    /// fetch, never a duplicate event.
+    #[serde_as(as = "DurationSeconds<u64>")]
+    #[serde(default = "default_safety_overlap")]
+    pub safety_overlap_seconds: Duration,
+    /// `STATE_RESTORE_TIMEOUT_SECONDS`: how long restoring one state
+    /// partition may take before the takeover is retried. Default 120: a
+    /// compacted partition of thousands of jobs reads in seconds.
+    #[serde_as(as = "DurationSeconds<u64>")]
+    #[serde(default = "default_restore_timeout")]
+    pub state_restore_timeout_seconds: Duration,
+    /// `STATE_ENCRYPTION_KEY` (or `STATE_ENCRYPTION_KEY_FILE`): base64 of 32
+    /// bytes; seals OAuth tokens kept in the state topic. Required when an
+    /// instance uses OAuth.
+    #[serde(default, deserialize_with = "sealing_key")]
+    pub state_encryption_key: Option<SealingKey>,
+
+    // --- Provider HTTP ---------------------------------------------------
+    /// `HTTP_REQUEST_TIMEOUT_SECONDS`: one request, from sending to the
+    /// last body byte. Default 30: a 1000-order Keap page is a few MB and
+    /// takes a second or two.
+    #[serde_as(as = "DurationSeconds<u64>")]
+    #[serde(default = "default_request_timeout")]
+    pub http_request_timeout_seconds: Duration,
+    /// `HTTP_CONNECT_TIMEOUT_SECONDS`: TCP + TLS connect. Default 10.
+    #[serde_as(as = "DurationSeconds<u64>")]
+    #[serde(default = "default_connect_timeout")]
+    pub http_connect_timeout_seconds: Duration,
+    /// `HTTP_MAX_BODY_BYTES`: largest response body read, enforced while
+    /// streaming. Default 32 MiB: about six times a full Keap page of
+    /// large orders.
+    #[serde(default = "default_max_body_bytes")]
+    pub http_max_body_bytes: u64,
+    /// `MAX_PAGES_PER_POLL`: pages one poll reads before it publishes what
+    /// it has and continues at once. Default 100.
+    #[serde(default = "default_max_pages_per_poll")]
+    pub max_pages_per_poll: u32,
+    /// `MAX_RECORDS_PER_POLL`: records one poll reads before it publishes
+    /// and continues (checked between pages). Default 100 000; with the body
+    /// limit, a bound on a poll's memory.
+    #[serde(default = "default_max_records_per_poll")]
+    pub max_records_per_poll: usize,
+
+    // --- Operations ------------------------------------------------------
+    /// `OPS_LISTEN`: address of `/metrics`, `/healthz`, `/readyz`. Default
+    /// loopback: exposing it is the operator's choice.
+    #[serde(default = "default_ops_listen")]
+    pub ops_listen: SocketAddr,
+    /// `LOG_FORMAT`: `json` or `pretty` (default).
+    #[serde(default = "default_log_format")]
+    pub log_format: LogFormat,
+    /// `LOG_LEVEL`: a `tracing` filter directive such as `info` (default) or
+    /// `event_poller=debug,rdkafka=warn`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
     /// `TEST_HOLD_TRANSACTION_MS`: testing only (default 0). Holds every
-    /// transaction open this long before committing, so that crash tests
-    /// can kill a worker inside an open transaction.
+    /// poll transaction open this long before committing, so that crash
+    /// tests can kill a worker inside an open transaction.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
     #[serde(default)]
-    test_hold_transaction_ms: u64,
+    pub test_hold_transaction_ms: Duration,
 }
 
 fn default_bootstrap() -> String {
     "127.0.0.1:9092".into()
+}
+fn default_session_timeout() -> Duration {
+    Tuning::default().session_timeout
+}
+fn default_heartbeat_interval() -> Duration {
+    Tuning::default().heartbeat_interval
+}
+fn default_linger() -> Duration {
+    Tuning::default().linger
 }
 fn default_events_topic() -> String {
     "event-poller.events".into()
@@ -150,8 +210,44 @@ fn default_state_topic() -> String {
 fn default_dlq_topic() -> String {
     "event-poller.dlq".into()
 }
+fn default_topic_partitions() -> i32 {
+    6
+}
+fn default_replication_factor() -> i32 {
+    -1
+}
 fn default_instances_path() -> PathBuf {
     "instances".into()
+}
+fn default_group_id() -> String {
+    "event-poller".into()
+}
+fn default_max_concurrent_polls() -> usize {
+    8
+}
+fn default_service_timezone() -> Zone {
+    Zone::Utc
+}
+fn default_safety_overlap() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_restore_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_request_timeout() -> Duration {
+    FetchLimits::default().request_timeout
+}
+fn default_connect_timeout() -> Duration {
+    FetchLimits::default().connect_timeout
+}
+fn default_max_body_bytes() -> u64 {
+    FetchLimits::default().max_body_bytes
+}
+fn default_max_pages_per_poll() -> u32 {
+    FetchLimits::default().max_pages_per_poll
+}
+fn default_max_records_per_poll() -> usize {
+    FetchLimits::default().max_records_per_poll
 }
 fn default_ops_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
@@ -162,47 +258,21 @@ fn default_log_format() -> LogFormat {
 fn default_log_level() -> String {
     "info".into()
 }
-fn default_group_id() -> String {
-    "event-poller".into()
-}
-fn default_topic_partitions() -> i32 {
-    6
-}
-fn default_replication_factor() -> i32 {
-    -1
-}
-fn default_max_concurrent_polls() -> usize {
-    8
-}
-fn default_service_timezone() -> String {
-    "UTC".into()
-}
-fn default_safety_overlap_seconds() -> u64 {
-    600
+
+fn zone<'de, D: Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+    let text = String::deserialize(d)?;
+    Zone::parse(&text).map_err(serde::de::Error::custom)
 }
 
-/// Validated process settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub kafka_bootstrap_servers: String,
-    pub events_topic: String,
-    pub state_topic: String,
-    pub dlq_topic: String,
-    pub instances_path: PathBuf,
-    pub ops_listen: SocketAddr,
-    pub log_format: LogFormat,
-    pub log_level: String,
-    pub worker_group_id: String,
-    pub topic_partitions: i32,
-    pub topic_replication_factor: i32,
-    pub max_concurrent_polls: usize,
-    pub service_timezone: Zone,
-    pub safety_overlap: std::time::Duration,
-    pub state_encryption_key: Option<SealingKey>,
-    pub worker_id: Option<String>,
-    /// Testing only: `TEST_HOLD_TRANSACTION_MS`.
-    pub test_hold_transaction: std::time::Duration,
-    pub kafka_properties: KafkaProperties,
+/// Empty means unset; the error never echoes the value.
+fn sealing_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SealingKey>, D::Error> {
+    let text = Secret::deserialize(d)?;
+    if text.expose().trim().is_empty() {
+        return Ok(None);
+    }
+    SealingKey::from_base64(text.expose())
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// librdkafka properties passed through from the environment. Values may be
@@ -264,56 +334,31 @@ impl Settings {
     ) -> Result<Self, SettingsError> {
         let mut vars: Vec<(String, String)> = vars.into_iter().collect();
         read_secret_file(&mut vars, "STATE_ENCRYPTION_KEY")?;
-        let known = known_vars();
-        // envy with deny_unknown_fields would reject PATH, HOME, … so only our
-        // own variables are handed to it.
-        let ours: Vec<(String, String)> = vars
-            .iter()
-            .filter(|(k, _)| known.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        let env: EnvSettings =
-            envy::from_iter(ours.iter().cloned()).map_err(|e| envy_error(&ours, &e))?;
-        let kafka_properties = kafka_properties(&vars)?;
-        let service_timezone =
-            Zone::parse(&env.service_timezone).map_err(|e| SettingsError::Invalid {
-                var: "SERVICE_TIMEZONE".into(),
-                reason: e.to_string(),
-            })?;
-        let state_encryption_key = match &env.state_encryption_key {
-            Some(s) if !s.expose().trim().is_empty() => Some(
-                SealingKey::from_base64(s.expose()).map_err(|e| SettingsError::Invalid {
-                    var: "STATE_ENCRYPTION_KEY".into(),
-                    reason: e.to_string(),
-                })?,
-            ),
-            _ => None,
-        };
-        let settings = Settings {
-            kafka_bootstrap_servers: env.kafka_bootstrap_servers.trim().to_string(),
-            events_topic: env.events_topic.trim().to_string(),
-            state_topic: env.state_topic.trim().to_string(),
-            dlq_topic: env.dlq_topic.trim().to_string(),
-            instances_path: env.instances_path,
-            ops_listen: env.ops_listen,
-            log_format: env.log_format,
-            log_level: env.log_level,
-            worker_group_id: env.worker_group_id.trim().to_string(),
-            topic_partitions: env.topic_partitions,
-            topic_replication_factor: env.topic_replication_factor,
-            max_concurrent_polls: env.max_concurrent_polls,
-            service_timezone,
-            safety_overlap: std::time::Duration::from_secs(env.safety_overlap_seconds),
-            state_encryption_key,
-            worker_id: env
-                .worker_id
-                .map(|w| w.trim().to_string())
-                .filter(|w| !w.is_empty()),
-            test_hold_transaction: std::time::Duration::from_millis(env.test_hold_transaction_ms),
-            kafka_properties,
-        };
+        let mut settings: Settings =
+            envy::from_iter(vars.iter().cloned()).map_err(|e| envy_error(&vars, &e))?;
+        settings.kafka_properties = kafka_properties(&vars)?;
+        settings.normalise();
         settings.check()?;
         Ok(settings)
+    }
+
+    /// Surrounding whitespace is a typo, never meant (values come from YAML
+    /// and shell files).
+    fn normalise(&mut self) {
+        for text in [
+            &mut self.kafka_bootstrap_servers,
+            &mut self.events_topic,
+            &mut self.state_topic,
+            &mut self.dlq_topic,
+            &mut self.worker_group_id,
+        ] {
+            *text = text.trim().to_string();
+        }
+        self.worker_id = self
+            .worker_id
+            .take()
+            .map(|w| w.trim().to_string())
+            .filter(|w| !w.is_empty());
     }
 
     fn check(&self) -> Result<(), SettingsError> {
@@ -325,6 +370,12 @@ impl Settings {
         };
         if self.kafka_bootstrap_servers.is_empty() {
             return invalid("KAFKA_BOOTSTRAP_SERVERS", "must not be empty");
+        }
+        if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms {
+            return invalid(
+                "KAFKA_HEARTBEAT_INTERVAL_MS",
+                "must be below KAFKA_SESSION_TIMEOUT_MS",
+            );
         }
         for (var, topic) in [
             ("EVENTS_TOPIC", &self.events_topic),
@@ -353,8 +404,23 @@ impl Settings {
                 "must be -1 (broker default) or at least 1",
             );
         }
-        if self.max_concurrent_polls == 0 {
-            return invalid("MAX_CONCURRENT_POLLS", "must be at least 1");
+        for (var, zero) in [
+            ("MAX_CONCURRENT_POLLS", self.max_concurrent_polls == 0),
+            ("MAX_PAGES_PER_POLL", self.max_pages_per_poll == 0),
+            ("MAX_RECORDS_PER_POLL", self.max_records_per_poll == 0),
+            ("HTTP_MAX_BODY_BYTES", self.http_max_body_bytes == 0),
+            (
+                "HTTP_REQUEST_TIMEOUT_SECONDS",
+                self.http_request_timeout_seconds.is_zero(),
+            ),
+            (
+                "STATE_RESTORE_TIMEOUT_SECONDS",
+                self.state_restore_timeout_seconds.is_zero(),
+            ),
+        ] {
+            if zero {
+                return invalid(var, "must be at least 1");
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("LOG_LEVEL", &format!("not a tracing filter: {e}"));
@@ -377,6 +443,30 @@ impl Settings {
         }
         config
     }
+
+    /// The configuration of each Kafka client the worker makes.
+    pub fn kafka_clients(&self) -> KafkaClients {
+        KafkaClients::new(
+            self.kafka_config(),
+            Tuning {
+                session_timeout: self.kafka_session_timeout_ms,
+                heartbeat_interval: self.kafka_heartbeat_interval_ms,
+                linger: self.kafka_linger_ms,
+            },
+        )
+    }
+
+    /// The bounds of one poll's HTTP work.
+    pub fn fetch_limits(&self) -> FetchLimits {
+        FetchLimits {
+            request_timeout: self.http_request_timeout_seconds,
+            connect_timeout: self.http_connect_timeout_seconds,
+            max_body_bytes: self.http_max_body_bytes,
+            max_pages_per_poll: self.max_pages_per_poll,
+            max_records_per_poll: self.max_records_per_poll,
+            ..FetchLimits::default()
+        }
+    }
 }
 
 /// Kafka's own rule: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -398,35 +488,14 @@ fn check_topic_name(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn known_vars() -> [&'static str; 17] {
-    [
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "EVENTS_TOPIC",
-        "STATE_TOPIC",
-        "DLQ_TOPIC",
-        "INSTANCES_PATH",
-        "OPS_LISTEN",
-        "LOG_FORMAT",
-        "LOG_LEVEL",
-        "WORKER_GROUP_ID",
-        "TOPIC_PARTITIONS",
-        "TOPIC_REPLICATION_FACTOR",
-        "MAX_CONCURRENT_POLLS",
-        "SERVICE_TIMEZONE",
-        "SAFETY_OVERLAP_SECONDS",
-        "STATE_ENCRYPTION_KEY",
-        "TEST_HOLD_TRANSACTION_MS",
-        "WORKER_ID",
-    ]
-}
-
 /// envy's messages do not always name the variable (a bad `OPS_LISTEN`
 /// says only "invalid socket address syntax") and sometimes quote the value,
 /// which could be a secret. So find the culprit by reading each variable on
-/// its own, and report the reason without the value.
-fn envy_error(ours: &[(String, String)], e: &envy::Error) -> SettingsError {
-    for pair in ours {
-        if let Err(alone) = envy::from_iter::<_, EnvSettings>([pair.clone()]) {
+/// its own (all but one are ignored as unknown then), and report the reason
+/// without the value.
+fn envy_error(vars: &[(String, String)], e: &envy::Error) -> SettingsError {
+    for pair in vars {
+        if let Err(alone) = envy::from_iter::<_, Settings>([pair.clone()]) {
             let text = alone.to_string();
             let reason = text
                 .split(" while parsing value")
@@ -560,7 +629,7 @@ mod tests {
             ("WORKER_ID", " pod-0 "),
         ]))
         .unwrap();
-        assert_eq!(s.test_hold_transaction.as_millis(), 300);
+        assert_eq!(s.test_hold_transaction_ms.as_millis(), 300);
         assert_eq!(s.worker_id.as_deref(), Some("pod-0"));
         assert_eq!(s.kafka_bootstrap_servers, "a:1,b:2");
         assert_eq!(
@@ -589,6 +658,44 @@ mod tests {
             e.contains("STATE_ENCRYPTION_KEY") && !e.contains("too-short-secret"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn durations_and_client_tuning_are_read_with_their_units() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.safety_overlap_seconds, Duration::from_secs(600));
+        assert_eq!(s.state_restore_timeout_seconds, Duration::from_secs(120));
+        assert_eq!(s.fetch_limits(), FetchLimits::default());
+        let s = Settings::from_vars(vars(&[
+            ("SAFETY_OVERLAP_SECONDS", "30"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "30000"),
+            ("KAFKA_HEARTBEAT_INTERVAL_MS", "3000"),
+            ("KAFKA_LINGER_MS", "0"),
+            ("HTTP_REQUEST_TIMEOUT_SECONDS", "5"),
+            ("MAX_PAGES_PER_POLL", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(s.safety_overlap_seconds, Duration::from_secs(30));
+        let clients = s.kafka_clients();
+        let member = clients.group_member("g", None);
+        assert_eq!(member.get("session.timeout.ms"), Some("30000"));
+        assert_eq!(member.get("heartbeat.interval.ms"), Some("3000"));
+        assert_eq!(clients.producer("t").get("linger.ms"), Some("0"));
+        let limits = s.fetch_limits();
+        assert_eq!(limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(limits.max_pages_per_poll, 7);
+        let e = err(&[
+            ("KAFKA_SESSION_TIMEOUT_MS", "2000"),
+            ("KAFKA_HEARTBEAT_INTERVAL_MS", "2000"),
+        ]);
+        assert!(e.contains("KAFKA_HEARTBEAT_INTERVAL_MS"), "{e}");
+        assert!(err(&[("KAFKA_LINGER_MS", "soon")]).contains("KAFKA_LINGER_MS"));
+        assert!(err(&[("MAX_PAGES_PER_POLL", "0")]).contains("MAX_PAGES_PER_POLL"));
+        // Tuning has one spelling: the setting, not a pass-through.
+        let e = err(&[("KAFKA_PROPERTY_SESSION_TIMEOUT_MS", "30000")]);
+        assert!(e.contains("KAFKA_SESSION_TIMEOUT_MS instead"), "{e}");
+        let e = err(&[("KAFKA_PROPERTY_PARTITION_ASSIGNMENT_STRATEGY", "range")]);
+        assert!(e.contains("managed by the service"), "{e}");
     }
 
     #[test]

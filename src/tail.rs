@@ -35,18 +35,10 @@ pub async fn run(
     out: &mut (impl Write + Send),
     shutdown: CancellationToken,
 ) -> anyhow::Result<u64> {
+    let group = format!("event-poller-tail-{}", uuid::Uuid::new_v4().simple());
     let consumer: StreamConsumer<EofAware> = settings
-        .kafka_config()
-        .set(
-            "group.id",
-            format!("event-poller-tail-{}", uuid::Uuid::new_v4().simple()),
-        )
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set(
-            "enable.partition.eof",
-            if opts.exit_at_end { "true" } else { "false" },
-        )
+        .kafka_clients()
+        .committed_reader(&group, opts.exit_at_end)
         .create_with_context(EofAware)?;
     let md = consumer.fetch_metadata(Some(&opts.topic), Duration::from_secs(10))?;
     let parts = md

@@ -15,10 +15,10 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use event_poller::element::{AuthKind, ConnectionMode, ElementDef, element};
-use event_poller::fetch::{
-    Auth, FetchError, FetchLimits, Fetcher, HubCredentials, Window, WindowRequest, http_client,
-};
+use event_poller::fetch::{Auth, FetchError, FetchLimits, Fetcher, http_client};
+use event_poller::instance::HubCredentials;
 use event_poller::secret::Secret;
+use event_poller::source::{FetchRequest, Fetched};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One scripted answer.
@@ -139,15 +139,24 @@ fn keap_fetcher(addr: SocketAddr, limits: FetchLimits) -> Fetcher {
 
 const SEED_URL: &str = "/hubs/ecommerce/orders?where=since='2024-01-01T00%3A00%3A00Z' ";
 
-fn seed(page_size: Option<u32>) -> WindowRequest {
-    WindowRequest {
-        relative_url: SEED_URL.into(),
+fn seed(page_size: Option<u32>) -> FetchRequest {
+    FetchRequest {
+        url: SEED_URL.into(),
         page_size,
         keyset: None,
     }
 }
 
-fn ids(window: &Window) -> Vec<String> {
+fn hub_auth(user: &str, organization: &str, element: &str) -> Auth {
+    Auth::hub(&HubCredentials {
+        user_secret: Some(Secret::new(user)),
+        organization_secret: Some(Secret::new(organization)),
+        element_token: Some(Secret::new(element)),
+    })
+    .unwrap()
+}
+
+fn ids(window: &Fetched) -> Vec<String> {
     window.records.iter().map(|r| r.get().to_owned()).collect()
 }
 
@@ -227,8 +236,8 @@ async fn page_size_comes_from_the_url_and_is_capped() {
     script.push(Reply::json(200, r#"{"orders":[],"next":null}"#));
     let fetcher = keap_fetcher(addr, limits());
     fetcher
-        .fetch_window(WindowRequest {
-            relative_url: format!("{}&pageSize=7", SEED_URL.trim()),
+        .fetch_window(FetchRequest {
+            url: format!("{}&pageSize=7", SEED_URL.trim()),
             page_size: None,
             keyset: None,
         })
@@ -251,11 +260,7 @@ async fn cursor_paging_stops_on_an_empty_page_that_still_has_a_token() {
     script.push(Reply::json(200, "[]").header("elements-next-page-token", "djE6NA"));
 
     let hub = element("infusionsoftecommerce", ConnectionMode::Hub).unwrap();
-    let auth = Auth::Hub(HubCredentials {
-        user: Secret::new("u-secret"),
-        organization: Secret::new("o-secret"),
-        element: Secret::new("e-token"),
-    });
+    let auth = hub_auth("u-secret", "o-secret", "e-token");
     let limits = limits();
     let fetcher = Fetcher::new(
         http_client(&limits).unwrap(),
@@ -617,8 +622,8 @@ async fn absolute_resource_urls_must_be_on_the_api_origin() {
     let script = Script::default();
     let addr = script.serve().await;
     let err = keap_fetcher(addr, limits())
-        .fetch_window(WindowRequest {
-            relative_url: "http://169.254.169.254/latest/meta-data".into(),
+        .fetch_window(FetchRequest {
+            url: "http://169.254.169.254/latest/meta-data".into(),
             page_size: None,
             keyset: None,
         })
@@ -662,8 +667,8 @@ async fn a_page_limit_truncates_and_the_window_resumes() {
     );
 
     let rest = fetcher
-        .fetch_window(WindowRequest {
-            relative_url: resume,
+        .fetch_window(FetchRequest {
+            url: resume,
             page_size: Some(1),
             keyset: None,
         })
@@ -687,11 +692,7 @@ async fn hub_401_is_not_retried() {
         http_client(&limits).unwrap(),
         element("infusionsoftecommerce", ConnectionMode::Hub).unwrap(),
         Some(&format!("http://{addr}/elements/api-v2")),
-        Auth::Hub(HubCredentials {
-            user: Secret::new("u"),
-            organization: Secret::new("o"),
-            element: Secret::new("e"),
-        }),
+        hub_auth("u", "o", "e"),
         limits,
     )
     .unwrap();
@@ -714,8 +715,8 @@ async fn untranslatable_urls_and_wrong_auth_are_refused_up_front() {
     let script = Script::default();
     let addr = script.serve().await;
     let err = keap_fetcher(addr, limits())
-        .fetch_window(WindowRequest {
-            relative_url: "/hubs/ecommerce/orders?where=status='PAID'".into(),
+        .fetch_window(FetchRequest {
+            url: "/hubs/ecommerce/orders?where=status='PAID'".into(),
             page_size: None,
             keyset: None,
         })

@@ -18,10 +18,11 @@ use axum::{Form, Json, Router};
 use chrono::{TimeDelta, Utc};
 use event_poller::element::{ConnectionMode, element};
 use event_poller::fetch::{
-    Auth, FetchError, FetchLimits, Fetcher, MemoryTokenStore, OAuth2Client, StoreError,
-    TokenManager, TokenSet, TokenStore, WindowRequest, http_client,
+    Auth, FetchError, FetchLimits, Fetcher, MemoryTokenStore, OAuth2Client, TokenManager, TokenSet,
+    http_client,
 };
 use event_poller::secret::Secret;
+use event_poller::source::{CredentialStore, FetchRequest, StoreError};
 use futures::future::BoxFuture;
 use reqwest::Url;
 
@@ -194,26 +195,27 @@ impl RecordingStore {
     }
 }
 
-impl TokenStore for RecordingStore {
+impl CredentialStore for RecordingStore {
     fn load<'a>(
         &'a self,
         instance_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<TokenSet>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         self.memory.load(instance_id)
     }
 
     fn save<'a>(
         &'a self,
         instance_id: &'a str,
-        tokens: &'a TokenSet,
+        bytes: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let tokens: TokenSet = serde_json::from_slice(&bytes).expect("a token set");
             let rt = tokens.refresh_token.expose();
             if self.fail_saves.load(Ordering::SeqCst) {
                 push(&self.events, format!("save failed {rt}"));
                 return Err(StoreError::new("broker unavailable"));
             }
-            self.memory.save(instance_id, tokens).await?;
+            self.memory.save(instance_id, bytes.clone()).await?;
             push(&self.events, format!("save {rt}"));
             Ok(())
         })
@@ -229,7 +231,7 @@ fn limits() -> FetchLimits {
     }
 }
 
-fn manager(addr: SocketAddr, store: Arc<dyn TokenStore>, code: Option<&str>) -> TokenManager {
+fn manager(addr: SocketAddr, store: Arc<dyn CredentialStore>, code: Option<&str>) -> TokenManager {
     let limits = limits();
     let def = element("infusionsoftecommerce", ConnectionMode::Direct).unwrap();
     let root = Url::parse(&format!("http://{addr}/crm/rest")).unwrap();
@@ -261,9 +263,9 @@ fn fetcher(addr: SocketAddr, tokens: TokenManager) -> Fetcher {
     .unwrap()
 }
 
-fn request() -> WindowRequest {
-    WindowRequest {
-        relative_url: "/hubs/ecommerce/orders?where=since='2024-01-01T00%3A00%3A00Z'".into(),
+fn request() -> FetchRequest {
+    FetchRequest {
+        url: "/hubs/ecommerce/orders?where=since='2024-01-01T00%3A00%3A00Z'".into(),
         page_size: None,
         keyset: None,
     }
@@ -427,7 +429,7 @@ async fn a_failed_save_withholds_the_new_access_token_and_secrets_stay_out_of_lo
 
     let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
     assert!(
-        logs.contains("could not persist rotated OAuth2 tokens"),
+        logs.contains("Could not persist rotated OAuth2 tokens"),
         "{logs}"
     );
     assert!(logs.contains("OAuth2 tokens persisted"), "{logs}");

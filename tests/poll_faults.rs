@@ -33,9 +33,9 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 const COMMITTED: &str = "Poll committed.";
 const FETCH_FAILED: &str = "Fetch failed; the window will be retried.";
-const RETRYING: &str = "request failed, retrying";
-const THROTTLED: &str = "throttled (HTTP 429), waiting";
-const WINDOW_FAILED: &str = "window fetch failed";
+const RETRYING: &str = "Request failed; retrying.";
+const THROTTLED: &str = "Throttled (HTTP 429); waiting.";
+const WINDOW_FAILED: &str = "Window fetch failed.";
 
 #[derive(Default)]
 struct Setup {
@@ -392,7 +392,7 @@ async fn throttled_with_only_quota_headers_waits_for_the_next_minute() {
         })
         .await;
     let wait = run.poller.logged(THROTTLED).remove(0);
-    assert_eq!(text(&wait, "source"), "keap-throttle", "{wait}");
+    assert_eq!(text(&wait, "source"), "throttle-window", "{wait}");
     // The provider's time when the poller decided to wait (its log line),
     // not when this test noticed the 429, which can be seconds later on a
     // loaded machine.
@@ -659,14 +659,14 @@ async fn provider_clock_five_minutes_behind() {
 }
 
 // ---------------------------------------------------------------------------
-// Known failures (bugs in the poller, not in these tests)
+// Former failures: each of these failed before its fix
 // ---------------------------------------------------------------------------
 
 /// More orders share one modification date than one window may fetch
 /// (`pageSize` 2 × 100 pages = 200 records). The window comes back
-/// truncated; the job must go on past the first 200. FAILS today: the job
-/// drops `resume_url` and re-polls from `watermark - overlap`, which
-/// returns the same 200 records (all duplicates) forever, at full speed.
+/// truncated; the job must go on past the first 200. It used to drop
+/// `resume_url` and re-poll from `watermark - overlap`, which returned the
+/// same 200 records (all duplicates) forever, at full speed.
 #[tokio::test(flavor = "multi_thread")]
 async fn equal_modification_dates_beyond_one_windows_page_limit() {
     let mut run = start(Setup {
@@ -685,9 +685,10 @@ async fn equal_modification_dates_beyond_one_windows_page_limit() {
 /// poller is between page 1 and page 2, order 1 (the oldest, on page 1) is
 /// updated: it moves to the end of the sort, every later order shifts one
 /// place left, and order 101, first of page 2 until then, now sits on the
-/// page already read. FAILS today: order 101 is never published. The
-/// window's watermark jumps to order 1's new date, the next window starts
-/// 10 minutes before that, and order 101 is dated about 20 minutes earlier.
+/// page already read. With offset paging order 101 was never published
+/// (the window's watermark jumped to order 1's new date, the next window
+/// started 10 minutes before that, and order 101 is dated about 20 minutes
+/// earlier); keyset paging asks for page 2 by date, which cannot skip it.
 #[tokio::test(flavor = "multi_thread")]
 async fn backfill_window_with_a_change_between_pages() {
     let sb = sandbox::start(SandboxConfig {
@@ -719,7 +720,7 @@ async fn backfill_window_with_a_change_between_pages() {
     poller
         .await_log(PATIENCE, |l| {
             l.iter()
-                .any(|l| l["message"] == "page fetched" && l["page"] == 1)
+                .any(|l| l["message"] == "Page fetched." && l["page"] == 1)
         })
         .await;
     control(&base, Method::POST, "/_sandbox/orders/1/touch", json!({})).await;

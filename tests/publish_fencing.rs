@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use event_poller::event::OutRecord;
+use event_poller::kafka::{KafkaClients, Tuning};
 use event_poller::publish::{Batch, PartitionProducer, Topics};
 use event_poller::state::{Checkpoint, JobId, StateKey, restore_partition};
 
@@ -41,7 +42,7 @@ async fn a_new_owner_fences_the_old_one_and_restores_only_committed_state() {
     ])
     .await;
     let group = common::unique("group");
-    let config = common::client_config();
+    let config = KafkaClients::new(common::client_config(), Tuning::default());
     let job = JobId::new("shop", "orders");
 
     let old = PartitionProducer::fence(&config, &group, topics.clone(), 1)

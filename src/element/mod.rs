@@ -92,6 +92,30 @@ pub struct ElementDef {
     pub records_path: RecordsPath,
     /// How a hub-form resource URL becomes a provider URL.
     pub url_translation: UrlTranslation,
+    /// Response headers besides `Retry-After` that say how long to wait
+    /// when the provider throttles (rate-limit and quota headers).
+    #[serde(default)]
+    pub throttle_hints: Vec<ThrottleHint>,
+}
+
+/// A provider's own way of saying "wait", read from response headers when
+/// an answer is HTTP 429 and carries no `Retry-After`. Header names are
+/// matched case-insensitively, as HTTP does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ThrottleHint {
+    /// A quota with a reset time: when `available` reads 0, wait until
+    /// `reset` (epoch milliseconds or seconds, RFC 3339 or an HTTP-date).
+    QuotaReset { available: String, reset: String },
+    /// A throttle counted in windows aligned to their unit, without a reset
+    /// header: when `available` reads 0, wait for the next boundary of
+    /// `interval` × `time_unit` (`second`, `minute`, `hour`, `day`) on the
+    /// provider's clock.
+    Window {
+        available: String,
+        time_unit: String,
+        interval: String,
+    },
 }
 
 /// How requests are authenticated.
@@ -312,6 +336,7 @@ fn infusionsoft_direct() -> ElementDef {
         // far from the 1500 requests/minute throttle.
         default_page_size: 1000,
         records_path: RecordsPath::Field("orders".into()),
+        throttle_hints: keap_throttle_hints(),
         url_translation: UrlTranslation::Rules(vec![UrlRule {
             hub_path: "/hubs/ecommerce/orders".into(),
             provider_path: "/v1/orders".into(),
@@ -360,7 +385,33 @@ fn infusionsoft_hub() -> ElementDef {
         default_page_size: 200,
         records_path: RecordsPath::Root,
         url_translation: UrlTranslation::Keep,
+        throttle_hints: Vec::new(),
     }
+}
+
+/// Keap's API gateway (Apigee) sends, on every response:
+///
+/// - `x-keap-product-quota-{limit,time-unit,interval,available,used,expiry-time}`:
+///   the daily quota per client application; `expiry-time` is when it
+///   resets (epoch milliseconds);
+/// - `x-keap-product-throttle-{limit,time-unit,interval,available,used}` and
+///   `x-keap-tenant-throttle-…`: the per-minute spike limits of the client
+///   application and of the Keap account, with no reset header (Apigee
+///   counts in windows aligned to the unit).
+fn keap_throttle_hints() -> Vec<ThrottleHint> {
+    let window = |scope: &str| ThrottleHint::Window {
+        available: format!("x-keap-{scope}-throttle-available"),
+        time_unit: format!("x-keap-{scope}-throttle-time-unit"),
+        interval: format!("x-keap-{scope}-throttle-interval"),
+    };
+    vec![
+        ThrottleHint::QuotaReset {
+            available: "x-keap-product-quota-available".into(),
+            reset: "x-keap-product-quota-expiry-time".into(),
+        },
+        window("product"),
+        window("tenant"),
+    ]
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Why a window (or a token request) failed, and whether trying later helps.
 
-use crate::element::TranslateError;
+use std::time::Duration;
 
-use super::oauth::StoreError;
+use crate::element::TranslateError;
+use crate::source::{FailureKind, SourceError, StoreError};
 
 /// A failed fetch. Messages name the request as `METHOD /path` (never the
 /// query, which may carry provider secrets, and never a header) and the
@@ -61,7 +62,12 @@ pub enum FetchError {
 
     /// HTTP 429 more times than `FetchLimits::max_throttle_waits`.
     #[error("{request}: still throttled (HTTP 429) after waiting {waits} times")]
-    Throttled { request: String, waits: u32 },
+    Throttled {
+        request: String,
+        waits: u32,
+        /// What the last answer asked for, when it said.
+        retry_after: Option<Duration>,
+    },
 
     /// HTTP 401. With OAuth2 it means the token was refreshed once and the
     /// provider still refuses it (revoked grant, missing scope).
@@ -166,6 +172,23 @@ impl FetchError {
         }
     }
 
+    /// The class the job loop acts on: [`FailureKind::Reauthorize`] for a
+    /// refused grant or a token the provider keeps refusing, `Throttled`
+    /// for 429s, then retriable or permanent as [`FetchError::is_retriable`]
+    /// says.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Throttled { retry_after, .. } => FailureKind::Throttled {
+                retry_after: *retry_after,
+            },
+            _ if self.is_retriable() => FailureKind::Retriable,
+            Self::Auth { .. } | Self::NoCredentials { .. } | Self::Unauthorized { .. } => {
+                FailureKind::Reauthorize
+            }
+            _ => FailureKind::Permanent,
+        }
+    }
+
     /// The HTTP status behind the error, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -175,6 +198,12 @@ impl FetchError {
             Self::Auth { status, .. } => *status,
             _ => None,
         }
+    }
+}
+
+impl From<FetchError> for SourceError {
+    fn from(error: FetchError) -> Self {
+        SourceError::new(error.kind(), error)
     }
 }
 
@@ -214,6 +243,20 @@ mod tests {
         assert_eq!(
             refused.to_string(),
             "OAuth2 refresh_token grant refused by POST /token: HTTP 400 invalid_grant (Invalid refresh token)"
+        );
+        assert_eq!(refused.kind(), FailureKind::Reauthorize);
+        assert_eq!(status(404).kind(), FailureKind::Permanent);
+        assert_eq!(status(503).kind(), FailureKind::Retriable);
+        let throttled = FetchError::Throttled {
+            request: "GET /v1/orders".into(),
+            waits: 10,
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert_eq!(
+            throttled.kind(),
+            FailureKind::Throttled {
+                retry_after: Some(Duration::from_secs(30))
+            }
         );
         assert!(auth("http_503", Some(503)).is_retriable());
         assert!(auth("temporarily_unavailable", Some(400)).is_retriable());

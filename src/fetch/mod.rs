@@ -2,44 +2,57 @@
 //! authentication, paging, retries, rate-limit waits and size limits, and
 //! returned whole or not at all.
 //!
-//! The caller (a poll job) hands [`Fetcher::fetch_window`] the rendered
-//! resource URL. Either it gets every record of the window, each kept as the
-//! provider's exact JSON, or a [`FetchError`]; a window is never returned
-//! partially, so a broken page can never move a watermark past records
-//! nobody saw. A window that hits [`FetchLimits`] comes back `truncated`,
-//! with the link to continue from.
+//! The caller (a poll job, through [`crate::source::Source`]) hands
+//! [`Fetcher::fetch_window`] the rendered resource URL. Either it gets every
+//! record of the window, each kept as the provider's exact JSON, or a
+//! [`FetchError`]; a window is never returned partially, so a broken page
+//! can never move a watermark past records nobody saw. A window that hits
+//! [`FetchLimits`] comes back `truncated`, with the link to continue from.
+//!
+//! - [`request`]: one request with retries, shared with the token endpoint;
+//! - [`paging`]: where the next page is (pure);
+//! - [`page`]: bodies within a size limit, records kept as raw JSON;
+//! - [`hints`]: `Date`, `Retry-After` and the element's quota headers;
+//! - [`links`]: same-origin checks and query parameters;
+//! - [`oauth`]: OAuth2 tokens with rotation-safe persistence.
 //!
 //! Per request: transport errors, timeouts, 5xx and bodies cut off
-//! mid-stream are retried with exponential backoff and full jitter; 429
-//! waits as long as `Retry-After` or Keap's quota headers say (capped);
-//! 401 refreshes the OAuth2 token once; other 4xx fail at once.
+//! mid-stream are retried with backoff; 429 waits as long as `Retry-After`
+//! or the element's quota headers say (capped); 401 refreshes the OAuth2
+//! token once; other 4xx fail at once.
 
 mod error;
+mod hints;
 mod links;
 pub mod oauth;
 mod page;
-mod retry;
+mod paging;
+mod request;
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::Url;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde_json::value::RawValue;
 
 pub use error::FetchError;
+pub use hints::{parse_http_date, parse_retry_after};
 pub use links::same_origin;
-pub use oauth::{MemoryTokenStore, OAuth2Client, StoreError, TokenManager, TokenSet, TokenStore};
-pub use retry::{backoff, backoff_ceiling, parse_http_date, parse_retry_after};
+pub use oauth::{MemoryTokenStore, OAuth2Client, TokenManager, TokenSet};
 
-use crate::element::{AuthKind, ElementDef, PagingKind};
+use crate::backoff::Backoff;
+use crate::element::{AuthKind, ElementDef};
+use crate::instance::{DateField, HubCredentials};
 use crate::secret::Secret;
-use links::{label, origin_text, query_param, resolve_next, set_query_param};
+use crate::source::{FetchRequest, FetchStats, Fetched};
+use error::status_is_transient;
+use hints::{HintSource, provider_date, wait_hint};
+use links::{label, origin_text, query_param, set_query_param};
 use page::{BodyError, PageError, describe, excerpt, parse_page, read_body};
-use retry::{HintSource, millis, provider_date, wait_hint};
+use paging::{PageSeen, Pager};
+use request::{Answer, Step};
 
 /// Bounds on one window's work. The defaults suit Keap (1000 orders a
 /// page, 1500 requests a minute) and keep one poll's memory bounded.
@@ -95,7 +108,9 @@ impl Default for FetchLimits {
 }
 
 impl FetchLimits {
-    fn validate(&self) -> Result<(), FetchError> {
+    /// # Errors
+    /// [`FetchError::Config`] naming the limit that cannot work.
+    pub fn validate(&self) -> Result<(), FetchError> {
         let bad = |what: &str| Err(FetchError::Config(format!("fetch limits: {what}")));
         if self.max_attempts == 0 {
             return bad("max_attempts must be at least 1");
@@ -110,6 +125,11 @@ impl FetchLimits {
             return bad("request_timeout must be positive");
         }
         Ok(())
+    }
+
+    /// The retry policy of every request.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_base, self.backoff_max)
     }
 }
 
@@ -126,130 +146,50 @@ pub fn http_client(limits: &FetchLimits) -> Result<reqwest::Client, FetchError> 
         .connect_timeout(limits.connect_timeout)
         .user_agent(concat!("event-poller/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| FetchError::Config(format!("HTTP client: {}", describe(&e))))
-}
-
-/// Open Connectors credentials: `Authorization: User U, Organization O,
-/// Element E` (`hub.user.secret`, `hub.organization.secret`,
-/// `hub.element.token`).
-#[derive(Clone, Debug)]
-pub struct HubCredentials {
-    pub user: Secret,
-    pub organization: Secret,
-    pub element: Secret,
+        .map_err(|e| FetchError::Config(format!("HTTP client: {}", describe(e))))
 }
 
 /// How the fetcher authenticates; must match the element's [`AuthKind`].
 #[derive(Clone, Debug)]
 pub enum Auth {
     None,
-    Hub(HubCredentials),
+    /// Open Connectors: the `User U, Organization O, Element E` header,
+    /// built once (see [`Auth::hub`]).
+    Hub(HubHeader),
     OAuth2(TokenManager),
 }
 
-/// One window to fetch.
-#[derive(Debug, Clone)]
-pub struct WindowRequest {
-    /// The rendered resource URL, relative to the API root
-    /// (`/hubs/ecommerce/orders?where=since='…'`), or a `resume_url` from a
-    /// truncated [`Window`] (absolute, same origin).
-    pub relative_url: String,
-    /// The resource's `pageSize`; else the URL's page-size parameter, else
-    /// the element default. Capped at the element's maximum.
-    pub page_size: Option<u32>,
-    /// How to read a record's updated time, for keyset paging (see
-    /// [`Keyset`]); `None` follows the provider's `next` links.
-    pub keyset: Option<Keyset>,
-}
-
-/// Keyset paging for elements whose offset pager has a `since` parameter
-/// ([`PagingKind::OffsetNext::since_param`]).
-///
-/// Offset paging shifts when data changes between page requests: a record
-/// updated on page 1 moves to the end and every later record moves one
-/// place up, so the first record of page 2 is never served. That record is
-/// *unchanged*, possibly old, and a watermark moved past it loses it for
-/// good. Asking for each next page as "since the newest date seen so far,
-/// skipping the records already seen at exactly that date" cannot skip an
-/// unchanged record: changed records only move to dates after the bound.
+/// The hub's `Authorization` value, flagged sensitive so that HTTP-layer
+/// logging and debug output never show it.
 #[derive(Clone)]
-pub struct Keyset {
-    /// A record's updated time; records it cannot read do not move the bound.
-    pub position: Position,
-}
+pub struct HubHeader(HeaderValue);
 
-/// Reads a record's updated time.
-pub type Position = Arc<dyn Fn(&RawValue) -> Option<DateTime<Utc>> + Send + Sync>;
-
-impl fmt::Debug for Keyset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Keyset")
+impl std::fmt::Debug for HubHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HubHeader(***)")
     }
 }
 
-/// The lower bound of a keyset page, as Keap reads `since`.
-fn keyset_bound(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Counters of one window (or, from [`Fetcher::totals`], of a fetcher's
-/// life), for metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FetchStats {
-    /// HTTP requests sent to the API (token requests not included).
-    pub requests: u64,
-    /// Requests repeated after a transient failure.
-    pub retries: u64,
-    /// 429 answers waited out.
-    pub throttled_waits: u64,
-    /// Total time slept in retries and throttle waits.
-    pub waited: Duration,
-    /// Responses by HTTP status.
-    pub status_counts: BTreeMap<u16, u64>,
-}
-
-impl FetchStats {
-    fn add(&mut self, other: &FetchStats) {
-        self.requests += other.requests;
-        self.retries += other.retries;
-        self.throttled_waits += other.throttled_waits;
-        self.waited = self.waited.saturating_add(other.waited);
-        for (status, n) in &other.status_counts {
-            *self.status_counts.entry(*status).or_default() += n;
+impl Auth {
+    /// Hub authentication from the instance's `hub.user.secret`,
+    /// `hub.organization.secret` and `hub.element.token`.
+    ///
+    /// # Errors
+    /// [`FetchError::Config`] naming a missing key, or credentials that
+    /// cannot be sent in a header.
+    pub fn hub(credentials: &HubCredentials) -> Result<Self, FetchError> {
+        fn need<'a>(s: &'a Option<Secret>, key: &str) -> Result<&'a str, FetchError> {
+            s.as_ref().map(Secret::expose).ok_or_else(|| {
+                FetchError::Config(format!("hub mode needs configuration key {key}"))
+            })
         }
-    }
-}
-
-/// Every record of one window.
-pub struct Window {
-    /// The provider's records, each its exact JSON text, in page order.
-    pub records: Vec<Box<RawValue>>,
-    /// Pages fetched.
-    pub pages: u32,
-    /// A page or record limit was hit before the last page. The caller
-    /// should publish this part and continue at once from `resume_url`.
-    pub truncated: bool,
-    /// Where the next page starts when `truncated` (absolute URL on the
-    /// API root's origin; pass it back as `WindowRequest::relative_url`).
-    pub resume_url: Option<String>,
-    /// The `Date` header of the first page: the provider's clock, for
-    /// clock-skew handling (a window bound on our clock may be minutes off
-    /// on theirs).
-    pub provider_date: Option<DateTime<Utc>>,
-    pub stats: FetchStats,
-}
-
-impl fmt::Debug for Window {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Records are customer data: counted, not printed.
-        f.debug_struct("Window")
-            .field("records", &self.records.len())
-            .field("pages", &self.pages)
-            .field("truncated", &self.truncated)
-            .field("resume_url", &self.resume_url.is_some())
-            .field("provider_date", &self.provider_date)
-            .field("stats", &self.stats)
-            .finish()
+        let text = format!(
+            "User {}, Organization {}, Element {}",
+            need(&credentials.user_secret, "hub.user.secret")?,
+            need(&credentials.organization_secret, "hub.organization.secret")?,
+            need(&credentials.element_token, "hub.element.token")?
+        );
+        Ok(Self::Hub(HubHeader(sensitive(&text, "hub credentials")?)))
     }
 }
 
@@ -268,9 +208,9 @@ pub struct Fetcher {
 }
 
 /// A response with a 2xx status and its complete body.
-struct Fetched {
+struct Response {
     body: Vec<u8>,
-    headers: HeaderMap,
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Fetcher {
@@ -401,23 +341,24 @@ impl Fetcher {
     /// provider per request: a record created, changed or deleted between
     /// two page requests shifts the rest by one, so a record can be served
     /// twice or skipped; a skipped record is an *unchanged* neighbour of the
-    /// one that changed. With a [`Keyset`] (elements that have a `since`
-    /// parameter) pages after the first are requested by position instead,
-    /// which cannot skip; callers still deduplicate on `(id, updatedAt)`.
+    /// one that changed. With [`FetchRequest::keyset`] (elements that have
+    /// a `since` parameter) pages after the first are requested by position
+    /// instead, which cannot skip (see [`paging`]); callers still
+    /// deduplicate on `(id, updatedAt)`.
     ///
     /// # Errors
     /// Any [`FetchError`]: the window then failed as a whole.
-    pub async fn fetch_window(&self, request: WindowRequest) -> Result<Window, FetchError> {
+    pub async fn fetch_window(&self, request: FetchRequest) -> Result<Fetched, FetchError> {
         self.fetch_window_counted(request).await.0
     }
 
     /// Like [`Fetcher::fetch_window`], and also returns the window's
     /// [`FetchStats`] when it failed (on success they are in
-    /// [`Window::stats`] too).
+    /// [`Fetched::stats`] too).
     pub async fn fetch_window_counted(
         &self,
-        request: WindowRequest,
-    ) -> (Result<Window, FetchError>, FetchStats) {
+        request: FetchRequest,
+    ) -> (Result<Fetched, FetchError>, FetchStats) {
         let mut stats = FetchStats::default();
         let result = self.window(&request, &mut stats).await;
         self.totals
@@ -431,11 +372,11 @@ impl Fetcher {
             }
             Err(e) => {
                 tracing::warn!(
+                    message = "Window fetch failed.",
                     element = %self.element.key,
                     error = %e,
-                    retriable = e.is_retriable(),
+                    kind = e.kind().as_str(),
                     requests = stats.requests,
-                    "window fetch failed"
                 );
                 (Err(e), stats)
             }
@@ -444,11 +385,11 @@ impl Fetcher {
 
     async fn window(
         &self,
-        request: &WindowRequest,
+        request: &FetchRequest,
         stats: &mut FetchStats,
-    ) -> Result<Window, FetchError> {
+    ) -> Result<Fetched, FetchError> {
         let paging = &self.element.paging;
-        let mut url = self.resolve(&request.relative_url)?;
+        let mut url = self.resolve(&request.url)?;
         let size_param = paging.page_size_param();
         let page_size = request
             .page_size
@@ -457,35 +398,14 @@ impl Fetcher {
             .clamp(1, paging.max_page_size().max(1));
         set_query_param(&mut url, size_param, &page_size.to_string());
 
-        let mut window = Window {
-            records: Vec::new(),
-            pages: 0,
-            truncated: false,
-            resume_url: None,
-            provider_date: None,
-            stats: FetchStats::default(),
-        };
-        let mut last_cursor: Option<String> = None;
-        // Keyset position: the newest updated time seen and how many records
-        // carry exactly that time. A resumed window's URL carries both.
-        let mut bound: Option<(DateTime<Utc>, usize)> = match (&request.keyset, paging) {
-            (
-                Some(_),
-                PagingKind::OffsetNext {
-                    since_param: Some(since_param),
-                    offset_param,
-                    ..
-                },
-            ) => query_param(&url, since_param)
-                .and_then(|v| DateTime::parse_from_rfc3339(v.trim()).ok())
-                .map(|t| {
-                    let seen = query_param(&url, offset_param)
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    (t.with_timezone(&Utc), seen)
-                }),
-            _ => None,
-        };
+        let mut pager = Pager::new(
+            paging,
+            &self.root,
+            page_size,
+            request.keyset.is_some(),
+            &url,
+        );
+        let mut window = Fetched::default();
         loop {
             if window.pages >= self.limits.max_pages_per_poll
                 || window.records.len() >= self.limits.max_records_per_poll
@@ -493,132 +413,62 @@ impl Fetcher {
                 window.truncated = true;
                 window.resume_url = Some(url.to_string());
                 tracing::info!(
+                    message = "Window truncated at the page or record limit; continuing from the next page.",
                     element = %self.element.key,
                     path = %url.path(),
                     pages = window.pages,
                     records = window.records.len(),
-                    "window truncated at the page/record limit; the caller continues from the next page"
                 );
                 break;
             }
-            let fetched = self.get(&url, stats).await?;
+            let response = self.get(&url, stats).await?;
             if window.pages == 0 {
-                window.provider_date = provider_date(&fetched.headers);
+                window.provider_date = provider_date(&response.headers);
             }
             window.pages += 1;
-            let request_label = || label("GET", &url);
-            let next_field = match paging {
-                PagingKind::OffsetNext { next_field, .. } => Some(next_field.as_str()),
-                PagingKind::CursorHeader { .. } => None,
-            };
-            let page =
-                parse_page(&fetched.body, &self.element.records_path, next_field).map_err(|e| {
-                    match e {
-                        PageError::Malformed(message) => FetchError::Malformed {
-                            request: request_label(),
-                            message,
-                        },
-                        PageError::Shape(message) => FetchError::Shape {
-                            request: request_label(),
-                            message,
-                        },
-                    }
-                })?;
-            let count = page.records.len();
-            if let Some(keyset) = &request.keyset {
+            let page = parse_page(
+                &response.body,
+                &self.element.records_path,
+                pager.next_field(),
+            )
+            .map_err(|e| {
+                let request = label("GET", &url);
+                match e {
+                    PageError::Malformed(message) => FetchError::Malformed { request, message },
+                    PageError::Shape(message) => FetchError::Shape { request, message },
+                }
+            })?;
+            if let (true, Some(field)) = (pager.wants_dates(), &request.keyset) {
                 for r in &page.records {
-                    if let Some(t) = (keyset.position)(r) {
-                        bound = match bound {
-                            Some((b, n)) if t == b => Some((b, n + 1)),
-                            Some((b, n)) if t < b => Some((b, n)),
-                            _ => Some((t, 1)),
-                        };
-                    }
+                    pager.record_date(record_date(field, r));
                 }
             }
+            let count = page.records.len();
             tracing::debug!(
+                message = "Page fetched.",
                 element = %self.element.key,
                 path = %url.path(),
                 page = window.pages,
                 records = count,
-                "page fetched"
             );
+            let next = pager.next(&PageSeen {
+                url: &url,
+                count,
+                next_link: page.next.as_deref(),
+                headers: &response.headers,
+            })?;
             window.records.extend(page.records);
-
-            let next = match paging {
-                PagingKind::OffsetNext {
-                    since_param: Some(since_param),
-                    offset_param,
-                    ..
-                } if request.keyset.is_some() => match bound {
-                    Some((at, seen_at)) if count >= page_size as usize => {
-                        let mut next = url.clone();
-                        set_query_param(&mut next, since_param, &keyset_bound(at));
-                        set_query_param(&mut next, offset_param, &seen_at.to_string());
-                        if next == url {
-                            return Err(FetchError::Paging {
-                                request: request_label(),
-                                message: "keyset paging made no progress".into(),
-                            });
-                        }
-                        Some(next)
-                    }
-                    _ => None,
-                },
-                PagingKind::OffsetNext { .. } => {
-                    // Keap sends `next` even past the end: a short page is
-                    // the last one.
-                    match page.next {
-                        Some(link) if count >= page_size as usize => {
-                            let next = resolve_next(&self.root, &url, &link)?;
-                            if next == url {
-                                return Err(FetchError::Paging {
-                                    request: request_label(),
-                                    message: "the next link points at the same page".into(),
-                                });
-                            }
-                            Some(next)
-                        }
-                        _ => None,
-                    }
-                }
-                PagingKind::CursorHeader { header, param, .. } => {
-                    // The hub hands out a cursor even when the next page
-                    // is empty: an empty page is the end.
-                    let cursor = fetched
-                        .headers
-                        .get(header.as_str())
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty());
-                    match cursor {
-                        Some(cursor) if count > 0 => {
-                            if last_cursor.as_deref() == Some(cursor) {
-                                return Err(FetchError::Paging {
-                                    request: request_label(),
-                                    message: format!("the hub repeated the same `{header}`"),
-                                });
-                            }
-                            last_cursor = Some(cursor.to_owned());
-                            let mut next = url.clone();
-                            set_query_param(&mut next, param, cursor);
-                            Some(next)
-                        }
-                        _ => None,
-                    }
-                }
-            };
             match next {
                 Some(next) => url = next,
                 None => break,
             }
         }
         tracing::debug!(
+            message = "Window fetched.",
             element = %self.element.key,
             pages = window.pages,
             records = window.records.len(),
             truncated = window.truncated,
-            "window fetched"
         );
         Ok(window)
     }
@@ -631,15 +481,7 @@ impl Fetcher {
     ) -> Result<(Option<HeaderValue>, Option<Secret>), FetchError> {
         match &self.auth {
             Auth::None => Ok((None, None)),
-            Auth::Hub(c) => {
-                let text = format!(
-                    "User {}, Organization {}, Element {}",
-                    c.user.expose(),
-                    c.organization.expose(),
-                    c.element.expose()
-                );
-                Ok((Some(sensitive(&text, "hub credentials")?), None))
-            }
+            Auth::Hub(header) => Ok((Some(header.0.clone()), None)),
             Auth::OAuth2(tokens) => {
                 let token = match bearer {
                     Some(t) => t,
@@ -651,152 +493,138 @@ impl Fetcher {
         }
     }
 
-    /// One page request with retries: returns a 2xx response's complete
-    /// body, or the error that ends the window.
-    async fn get(&self, url: &Url, stats: &mut FetchStats) -> Result<Fetched, FetchError> {
+    /// One page request with retries ([`request::send`]): a 2xx response's
+    /// complete body, or the error that ends the window.
+    async fn get(&self, url: &Url, stats: &mut FetchStats) -> Result<Response, FetchError> {
         let request = label("GET", url);
-        let limits = &self.limits;
-        let mut failures: u32 = 0;
-        let mut throttles: u32 = 0;
-        let mut refreshed = false;
-        let mut bearer: Option<Secret> = None;
-        loop {
-            let (auth, sent_token) = self.authorization(bearer.take()).await?;
-            let mut builder = self
-                .client
-                .get(url.clone())
-                .header(ACCEPT, "application/json")
-                .timeout(limits.request_timeout);
-            if let Some(auth) = auth {
-                builder = builder.header(AUTHORIZATION, auth);
-            }
-            stats.requests += 1;
-            let redact: Vec<&str> = sent_token.iter().map(Secret::expose).collect();
+        request::send(
+            &self.limits,
+            &request,
+            stats,
+            Credential::default(),
+            |credential, attempts| self.attempt(url, &request, credential, attempts),
+        )
+        .await
+    }
 
-            // Either the page, or a transient failure (error, server's wait
-            // hint) to retry after a backoff.
-            let (error, hint) = match builder.send().await {
-                Err(e) => (
-                    FetchError::Transport {
-                        request: request.clone(),
-                        message: describe(&e),
-                        attempts: failures + 1,
+    /// One try of [`Fetcher::get`].
+    async fn attempt(
+        &self,
+        url: &Url,
+        request: &str,
+        mut credential: Credential,
+        attempts: u32,
+    ) -> (Credential, Answer<Response>) {
+        let limits = &self.limits;
+        let (auth, sent_token) = match self.authorization(credential.bearer.take()).await {
+            Ok(auth) => auth,
+            Err(e) => return (credential, Answer::new(None, Step::Fail(e))),
+        };
+        let mut builder = self
+            .client
+            .get(url.clone())
+            .header(ACCEPT, "application/json")
+            .timeout(limits.request_timeout);
+        if let Some(auth) = auth {
+            builder = builder.header(AUTHORIZATION, auth);
+        }
+        let mut response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let error = FetchError::Transport {
+                    request: request.to_owned(),
+                    message: describe(e),
+                    attempts,
+                };
+                return (
+                    credential,
+                    Answer::new(None, Step::Retry { error, hint: None }),
+                );
+            }
+        };
+        let status = response.status().as_u16();
+        let step = if response.status().is_success() {
+            match read_body(&mut response, limits.max_body_bytes).await {
+                Ok(body) => Step::Done(Response {
+                    body,
+                    headers: response.headers().clone(),
+                }),
+                Err(BodyError::TooLarge) => Step::Fail(FetchError::BodyTooLarge {
+                    request: request.to_owned(),
+                    limit: limits.max_body_bytes,
+                }),
+                Err(BodyError::Read { received, message }) => Step::Retry {
+                    error: FetchError::Truncated {
+                        request: request.to_owned(),
+                        received,
+                        message,
+                        attempts,
                     },
-                    None,
-                ),
-                Ok(mut response) => {
-                    let status = response.status();
-                    *stats.status_counts.entry(status.as_u16()).or_default() += 1;
-                    if status.is_success() {
-                        match read_body(&mut response, limits.max_body_bytes).await {
-                            Ok(body) => {
-                                return Ok(Fetched {
-                                    body,
-                                    headers: response.headers().clone(),
-                                });
-                            }
-                            Err(BodyError::TooLarge) => {
-                                return Err(FetchError::BodyTooLarge {
-                                    request,
-                                    limit: limits.max_body_bytes,
-                                });
-                            }
-                            Err(BodyError::Read { received, message }) => (
-                                FetchError::Truncated {
-                                    request: request.clone(),
-                                    received,
-                                    message,
-                                    attempts: failures + 1,
-                                },
-                                None,
-                            ),
+                    hint: None,
+                },
+            }
+        } else if status == 401 {
+            match (&self.auth, sent_token) {
+                (Auth::OAuth2(tokens), Some(rejected)) if !credential.refreshed => {
+                    credential.refreshed = true;
+                    tracing::info!(
+                        message = "HTTP 401: refreshing the access token once.",
+                        element = %self.element.key,
+                        path = %url.path(),
+                    );
+                    match tokens.refresh_after_unauthorized(&rejected).await {
+                        Ok(token) => {
+                            credential.bearer = Some(token);
+                            Step::Resend
                         }
-                    } else if status.as_u16() == 401 {
-                        match (&self.auth, sent_token) {
-                            (Auth::OAuth2(tokens), Some(rejected)) if !refreshed => {
-                                refreshed = true;
-                                tracing::info!(
-                                    element = %self.element.key,
-                                    path = %url.path(),
-                                    "HTTP 401: refreshing the access token once"
-                                );
-                                bearer = Some(tokens.refresh_after_unauthorized(&rejected).await?);
-                                continue;
-                            }
-                            _ => {
-                                return Err(FetchError::Unauthorized { request, refreshed });
-                            }
-                        }
-                    } else if status.as_u16() == 429 {
-                        throttles += 1;
-                        if throttles > limits.max_throttle_waits {
-                            return Err(FetchError::Throttled {
-                                request,
-                                waits: throttles - 1,
-                            });
-                        }
-                        let (wait, source) = match wait_hint(response.headers(), Utc::now()) {
-                            Some((wait, source)) => {
-                                (wait.min(limits.max_throttle_wait), source.as_str())
-                            }
-                            // No hint: back off, but never "retry at once".
-                            None => (
-                                backoff(throttles, limits.backoff_base, limits.backoff_max)
-                                    .max(limits.backoff_base),
-                                "backoff",
-                            ),
-                        };
-                        tracing::warn!(
-                            element = %self.element.key,
-                            path = %url.path(),
-                            wait_ms = millis(wait),
-                            source,
-                            throttles,
-                            "throttled (HTTP 429), waiting"
-                        );
-                        stats.throttled_waits += 1;
-                        stats.waited = stats.waited.saturating_add(wait);
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    } else {
-                        let hint = wait_hint(response.headers(), Utc::now())
-                            .filter(|(_, s)| *s == HintSource::RetryAfter)
-                            .map(|(d, _)| d);
-                        let excerpt = excerpt(&mut response, &redact).await;
-                        let error = FetchError::Status {
-                            request: request.clone(),
-                            status: status.as_u16(),
-                            attempts: failures + 1,
-                            excerpt,
-                        };
-                        if !error::status_is_transient(status.as_u16()) {
-                            return Err(error);
-                        }
-                        (error, hint)
+                        Err(e) => Step::Fail(e),
                     }
                 }
-            };
-            failures += 1;
-            if failures >= limits.max_attempts {
-                return Err(error);
+                _ => Step::Fail(FetchError::Unauthorized {
+                    request: request.to_owned(),
+                    refreshed: credential.refreshed,
+                }),
             }
-            let wait = match hint {
-                Some(h) => h.min(limits.max_throttle_wait),
-                None => backoff(failures, limits.backoff_base, limits.backoff_max),
+        } else if status == 429 {
+            Step::Throttled {
+                hint: wait_hint(response.headers(), &self.element.throttle_hints, Utc::now()),
+            }
+        } else {
+            let hint = wait_hint(response.headers(), &[], Utc::now())
+                .filter(|(_, s)| *s == HintSource::RetryAfter)
+                .map(|(d, _)| d);
+            let redact: Vec<&str> = sent_token.iter().map(Secret::expose).collect();
+            let error = FetchError::Status {
+                request: request.to_owned(),
+                status,
+                attempts,
+                excerpt: excerpt(&mut response, &redact).await,
             };
-            tracing::warn!(
-                element = %self.element.key,
-                path = %url.path(),
-                attempt = failures,
-                wait_ms = millis(wait),
-                error = %error,
-                "request failed, retrying"
-            );
-            stats.retries += 1;
-            stats.waited = stats.waited.saturating_add(wait);
-            tokio::time::sleep(wait).await;
-        }
+            if status_is_transient(status) {
+                Step::Retry { error, hint }
+            } else {
+                Step::Fail(error)
+            }
+        };
+        (credential, Answer::new(Some(status), step))
     }
+}
+
+/// What one page attempt hands the next: the access token that replaced
+/// one the provider refused, and whether that refresh was already spent.
+#[derive(Default)]
+struct Credential {
+    bearer: Option<Secret>,
+    refreshed: bool,
+}
+
+/// A record's date as `field` reads it, for keyset paging; `None` when it
+/// cannot be read (detection dead-letters such records later).
+fn record_date(field: &DateField, raw: &RawValue) -> Option<DateTime<Utc>> {
+    let record: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+    let text = field.path.get(&record)?.as_str()?;
+    let t = field.format.parse(text, &field.zone).ok()?;
+    Some(t.with_timezone(&Utc))
 }
 
 /// A header value flagged sensitive, so that HTTP-layer logging and debug

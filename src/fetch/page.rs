@@ -37,7 +37,7 @@ pub async fn read_body(response: &mut reqwest::Response, limit: u64) -> Result<V
             Err(e) => {
                 return Err(BodyError::Read {
                     received: body.len() as u64,
-                    message: describe(&e),
+                    message: describe(e),
                 });
             }
         }
@@ -76,17 +76,12 @@ pub async fn excerpt(response: &mut reqwest::Response, redact: &[&str]) -> Strin
 
 /// A reqwest error as one line: its own message and its causes, without
 /// the URL (whose query may hold secrets).
-pub fn describe(error: &reqwest::Error) -> String {
+pub fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut parts = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(error);
+    let mut next: Option<&dyn std::error::Error> = Some(&error);
     while let Some(e) = next {
         let text = e.to_string();
-        // Without `without_url` the top message carries the URL; it is the
-        // only part that does, so strip it there.
-        let text = match text.find(" for url (") {
-            Some(i) => text[..i].to_owned(),
-            None => text,
-        };
         if parts.last() != Some(&text) {
             parts.push(text);
         }

@@ -27,7 +27,7 @@ mod problem;
 pub use field_path::{FieldPath, FieldPathError, json_kind};
 pub use load::{Loaded, load_file, load_path, load_paths};
 pub use model::{
-    ConnectionMode, DateField, ExtraConfig, ExtraValue, HubCredentials, IdOrigin, Instance,
+    Connection, DateField, ExtraConfig, ExtraValue, HubCredentials, IdOrigin, Instance,
     OAuthConfig, Resource, VendorType,
 };
 pub use parse::parse_str;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::FieldPath;
+use crate::element::ConnectionMode;
 use crate::javadate::{JavaDateFormat, Zone};
 use crate::secret::Secret;
 use crate::template::UrlTemplate;
@@ -64,7 +65,7 @@ pub struct Instance {
     pub base_url: Option<String>,
     /// Our extension `connection.mode`: call the provider directly (default)
     /// or through an Open Connectors hub.
-    pub connection_mode: ConnectionMode,
+    pub connection: Connection,
     pub oauth: OAuthConfig,
     /// `event.poller.backfill.from` (RFC 3339): where the first poll of a new
     /// job starts instead of "now".
@@ -118,15 +119,25 @@ pub enum VendorType {
     Webhook,
 }
 
-/// Our extension `connection.mode`.
+/// Our extension `connection.mode`, with what each mode needs.
 #[derive(Clone, Debug, Default)]
-pub enum ConnectionMode {
+pub enum Connection {
     /// Call the provider's own API with the instance's OAuth credentials.
     #[default]
     Direct,
     /// Call the Open Connectors hub API (`/hubs/...`), authenticated with the
     /// hub's user, organization and element credentials.
     Hub(HubCredentials),
+}
+
+impl Connection {
+    /// The mode, as element definitions are keyed by it.
+    pub fn mode(&self) -> ConnectionMode {
+        match self {
+            Self::Direct => ConnectionMode::Direct,
+            Self::Hub(_) => ConnectionMode::Hub,
+        }
+    }
 }
 
 /// Open Connectors hub credentials (`hub.user.secret`,

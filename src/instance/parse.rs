@@ -18,9 +18,9 @@ use serde_json::{Map, Value};
 use super::FieldPath;
 use super::field_path::json_kind;
 use super::model::{
-    ConnectionMode, DEFAULT_CREATED_CHECK_TOLERANCE, DEFAULT_REFRESH_INTERVAL, DateField,
-    ExtraConfig, ExtraValue, HubCredentials, IdOrigin, Instance, MAX_DURATION, OAuthConfig,
-    Resource, VendorType,
+    Connection, DEFAULT_CREATED_CHECK_TOLERANCE, DEFAULT_REFRESH_INTERVAL, DateField, ExtraConfig,
+    ExtraValue, HubCredentials, IdOrigin, Instance, MAX_DURATION, OAuthConfig, Resource,
+    VendorType,
 };
 use super::problem::{ConfigProblem, JsonPath, Problems, shown};
 use crate::javadate::{JavaDateFormat, Zone};
@@ -178,9 +178,9 @@ fn read_instance(source: &Path, root: &Value, p: &mut Problems<'_>) -> Option<In
     let api_key = secret_at(OAUTH_API_KEY);
     let api_secret = secret_at(OAUTH_API_SECRET);
     // Credentials given in direct mode are ignored: they cannot be used.
-    let connection_mode = match hub {
-        Some(true) => ConnectionMode::Hub(credentials),
-        _ => ConnectionMode::Direct,
+    let connection = match hub {
+        Some(true) => Connection::Hub(credentials),
+        _ => Connection::Direct,
     };
 
     let (v, path) = at(OAUTH_CALLBACK_URL);
@@ -215,7 +215,7 @@ fn read_instance(source: &Path, root: &Value, p: &mut Problems<'_>) -> Option<In
         refresh_interval,
         callback_url,
         base_url,
-        connection_mode,
+        connection,
         oauth,
         backfill_from,
         resources: resources?,

@@ -71,7 +71,7 @@ fn seed_fixture_loads_with_defaults() {
     assert_eq!(instance.refresh_interval, Duration::from_secs(15 * 60));
     assert_eq!(instance.callback_url, None);
     assert_eq!(instance.base_url, None);
-    assert!(matches!(instance.connection_mode, ConnectionMode::Direct));
+    assert!(matches!(instance.connection, Connection::Direct));
     assert!(instance.oauth.api_key.is_none() && instance.oauth.api_secret.is_none());
     assert_eq!(
         instance.oauth.callback_url.as_deref(),
@@ -197,7 +197,7 @@ fn debug_output_never_shows_secrets() {
     cfg["sftp.password"] = json!("sftp-password-value");
     cfg["provider.settings"] = json!({"nested": {"api_key": "nested-key-value"}});
     let instance = parse(&doc).unwrap();
-    let ConnectionMode::Hub(hub) = &instance.connection_mode else {
+    let Connection::Hub(hub) = &instance.connection else {
         panic!("hub mode expected");
     };
     assert_eq!(
@@ -670,10 +670,8 @@ fn configuration_values() {
         "direct or hub"
     ));
     assert!(matches!(
-        with("connection.mode", json!("HUB"))
-            .unwrap()
-            .connection_mode,
-        ConnectionMode::Hub(_)
+        with("connection.mode", json!("HUB")).unwrap().connection,
+        Connection::Hub(_)
     ));
     assert_eq!(
         with(

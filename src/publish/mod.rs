@@ -10,12 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use crate::event::OutRecord;
+use crate::kafka::KafkaClients;
 
 /// How long `init/commit/abort_transaction` may block. Larger than a broker
 /// failover, smaller than `transaction.timeout.ms`.
@@ -94,24 +94,15 @@ impl PartitionProducer {
     /// # Errors
     /// The producer cannot be created or `init_transactions` fails.
     pub async fn fence(
-        base: &ClientConfig,
+        clients: &KafkaClients,
         group: &str,
         topics: Arc<Topics>,
         partition: i32,
     ) -> Result<Self, PublishError> {
-        let mut config = base.clone();
-        config
-            .set(
-                "transactional.id",
-                transactional_id(group, &topics.state, partition),
-            )
-            .set("enable.idempotence", "true")
-            // Java's default partitioner, so events of one objectId land on
-            // the partition any Java client would choose too.
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5");
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            config.create().map_err(PublishError::Fatal)?;
+        let producer: ThreadedProducer<DefaultProducerContext> = clients
+            .producer(&transactional_id(group, &topics.state, partition))
+            .create()
+            .map_err(PublishError::Fatal)?;
         let producer = Arc::new(producer);
         let p = producer.clone();
         tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))

@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::checkpoint::{Checkpoint, JobId, StateKey};
-use crate::kafka::EofAware;
+use crate::kafka::{EofAware, KafkaClients};
 
 /// The state of one partition as of its last stable offset.
 #[derive(Debug, Default)]
@@ -40,18 +40,12 @@ pub enum RestoreError {
 /// # Errors
 /// Kafka errors, or the end not reached within `timeout`.
 pub async fn restore_partition(
-    base: &ClientConfig,
+    clients: &KafkaClients,
     topic: &str,
     partition: i32,
     timeout: Duration,
 ) -> Result<Restored, RestoreError> {
-    let mut config = base.clone();
-    config
-        .set("group.id", format!("restore.{topic}.{partition}"))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest");
+    let config = clients.committed_reader(&format!("restore.{topic}.{partition}"), true);
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || read(&config, &topic, partition, timeout))
         .await

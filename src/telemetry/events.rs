@@ -6,17 +6,16 @@
 //! poll loop's target, so `LOG_LEVEL=event_poller::worker::poll=…` still
 //! selects them.
 
-use std::error::Error;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
 use tracing::{debug, info, warn};
 
-use crate::detect::DetectedChange;
-use crate::fetch::FetchStats;
+use crate::event::Change;
 use crate::metrics::{CommittedCounts, Metrics, PollResult};
 use crate::publish::PublishError;
+use crate::source::{FetchStats, SourceError};
 use crate::state::JobId;
 
 /// The poll loop's log target (its module path).
@@ -51,7 +50,7 @@ impl WindowFetched<'_> {
 /// Fetching failed: nothing was published, the window will be retried.
 pub struct PollFetchFailed<'a> {
     pub job: &'a JobId,
-    pub error: &'a (dyn Error + Send + Sync),
+    pub error: &'a SourceError,
     pub elapsed: Duration,
 }
 
@@ -62,6 +61,7 @@ impl PollFetchFailed<'_> {
             message = "Fetch failed; the window will be retried.",
             job = %self.job,
             error = %self.error,
+            kind = self.error.kind().as_str(),
         );
         metrics.poll_finished(self.job, PollResult::FetchFailed, self.elapsed);
     }
@@ -74,7 +74,7 @@ pub struct PollCommitted<'a> {
     pub poll_start: DateTime<Utc>,
     pub records: usize,
     pub pages: u32,
-    pub changes: &'a [DetectedChange<'a>],
+    pub changes: &'a [Change<'a>],
     pub dead_letters: usize,
     pub duplicates: u64,
     /// The committed checkpoint's watermark.

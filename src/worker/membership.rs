@@ -13,12 +13,13 @@ use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
+
+use crate::kafka::KafkaClients;
 
 /// How long a revocation may wait for the partition's jobs to stop (an
 /// in-flight commit finishes or aborts). Beyond this, fencing still
@@ -97,7 +98,7 @@ impl Membership {
     /// # Errors
     /// The consumer cannot be created or cannot subscribe.
     pub fn join(
-        base: &ClientConfig,
+        clients: &KafkaClients,
         group: &str,
         topic: &str,
         static_id: Option<&str>,
@@ -107,18 +108,8 @@ impl Membership {
             topic: topic.to_string(),
             events: tx,
         };
-        let mut config = base.clone();
-        if let Some(id) = static_id {
-            config.set("group.instance.id", id);
-        }
-        let consumer: BaseConsumer<GroupContext> = config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("partition.assignment.strategy", "roundrobin")
-            // A worker that stops polling (or dies) loses its partitions
-            // after this long; others then take its jobs.
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "2000")
+        let consumer: BaseConsumer<GroupContext> = clients
+            .group_member(group, static_id)
             .create_with_context(context)?;
         consumer.subscribe(&[topic])?;
         let stop = Arc::new(AtomicBool::new(false));

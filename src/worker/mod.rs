@@ -3,34 +3,94 @@
 //!
 //! - [`topics`]: create the topics at start-up.
 //! - [`membership`]: the consumer group that assigns state partitions.
-//! - [`partition`]: fence → restore → schedule, per owned partition.
+//! - [`ownership`]: fence → restore → schedule, per owned partition.
 //! - [`jobs`]: instances → jobs, by partition.
-//! - [`job`]: one job's poll loop (fetch → detect → one transaction).
+//! - [`poll`]: one job's poll loop (fetch → detect → one transaction).
 //! - [`lane`]: the partition's transactional producer, taken in turns.
 //! - [`tokens`]: OAuth tokens sealed in the state partition.
-//! - [`source`]: the provider boundary the loop calls.
 
 pub mod jobs;
 pub mod lane;
 pub mod membership;
 pub mod ownership;
 pub mod poll;
-pub mod source;
 pub mod tokens;
 pub mod topics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::TimeDelta;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::crypto::SealingKey;
 use crate::instance::Instance;
+use crate::kafka::KafkaClients;
+use crate::metrics::Metrics;
+use crate::ops::Readiness;
+use crate::publish::Topics;
 use crate::settings::Settings;
+use crate::source::SourceFactory;
 
 use self::membership::{Membership, Ownership};
 use self::ownership::{PartitionDeps, run_partition};
+use self::poll::PollSettings;
+use self::topics::TopicLayout;
+
+/// Shortest wait after a failed poll; see [`PollSettings::retry_min`].
+const RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// What the worker takes from the settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub kafka: KafkaClients,
+    /// `WORKER_GROUP_ID`.
+    pub group: String,
+    /// `WORKER_ID`.
+    pub worker_id: Option<String>,
+    pub topics: Topics,
+    /// Of the topics the worker creates.
+    pub layout: TopicLayout,
+    pub max_concurrent_polls: usize,
+    pub poll: PollSettings,
+    pub encryption_key: Option<SealingKey>,
+    pub restore_timeout: Duration,
+    /// Testing only: `TEST_HOLD_TRANSACTION_MS`.
+    pub hold_transactions_open: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            kafka: settings.kafka_clients(),
+            group: settings.worker_group_id.clone(),
+            worker_id: settings.worker_id.clone(),
+            topics: Topics {
+                events: settings.events_topic.clone(),
+                dead_letters: settings.dlq_topic.clone(),
+                state: settings.state_topic.clone(),
+            },
+            layout: TopicLayout {
+                partitions: settings.topic_partitions,
+                replication: settings.topic_replication_factor,
+            },
+            max_concurrent_polls: settings.max_concurrent_polls,
+            poll: PollSettings {
+                overlap: TimeDelta::from_std(settings.safety_overlap_seconds)
+                    .unwrap_or(TimeDelta::MAX),
+                service_zone: settings.service_timezone,
+                retry_min: RETRY_MIN,
+            },
+            encryption_key: settings.state_encryption_key.clone(),
+            restore_timeout: settings.state_restore_timeout_seconds,
+            hold_transactions_open: settings.test_hold_transaction_ms,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -46,13 +106,15 @@ pub enum WorkerError {
 /// # Errors
 /// Start-up failures (topics, group); later failures are retried inside.
 pub async fn run(
-    settings: &Settings,
+    config: WorkerConfig,
     instances: Vec<Arc<Instance>>,
-    deps: PartitionDeps,
+    factory: Arc<dyn SourceFactory>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    topics::ensure_topics(settings).await?;
-    let partitions = topics::partition_count(settings, &settings.state_topic).await?;
+    topics::ensure_topics(&config.kafka, &config.topics, config.layout).await?;
+    let partitions = topics::partition_count(&config.kafka, &config.topics.state).await?;
     let mut jobs = jobs::jobs_by_partition(&instances, partitions);
     info!(
         message = "Worker starting.",
@@ -60,13 +122,21 @@ pub async fn run(
         jobs = jobs.values().map(Vec::len).sum::<usize>(),
         state_partitions = partitions
     );
-    let deps = Arc::new(deps);
     let (membership, mut ownership) = Membership::join(
-        &settings.kafka_config(),
-        &settings.worker_group_id,
-        &settings.state_topic,
-        settings.worker_id.as_deref(),
+        &config.kafka,
+        &config.group,
+        &config.topics.state,
+        config.worker_id.as_deref(),
     )?;
+    let deps = Arc::new(PartitionDeps {
+        topics: Arc::new(config.topics.clone()),
+        poll: Arc::new(config.poll.clone()),
+        permits: Arc::new(Semaphore::new(config.max_concurrent_polls)),
+        config,
+        factory,
+        metrics,
+        readiness,
+    });
     let mut running: HashMap<i32, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     loop {
         let event = tokio::select! {

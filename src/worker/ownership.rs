@@ -9,51 +9,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::ClientConfig;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::crypto::SealingKey;
-use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::ops::Readiness;
 use crate::publish::{Batch, PartitionProducer, Topics};
 use crate::state::restore_partition;
 use crate::state::{Checkpoint, StateKey};
 
+use crate::source::{Source, SourceFactory};
+
+use super::WorkerConfig;
 use super::jobs::Job;
 use super::lane::Lane;
 use super::poll::{JobRunner, PollSettings};
-use super::source::{Source, SourceError};
 use super::tokens::TokenVault;
-
-/// Builds the provider source of an instance, given the partition's token
-/// vault (OAuth tokens live in the instance's state partition).
-pub trait SourceFactory: Send + Sync {
-    /// # Errors
-    /// The instance cannot be polled (e.g. unknown element); its jobs are
-    /// skipped with this reason, the other instances run.
-    fn source(
-        &self,
-        instance: &Arc<Instance>,
-        vault: Arc<TokenVault>,
-    ) -> Result<Arc<dyn Source>, SourceError>;
-}
 
 /// What every partition task of a worker shares.
 pub struct PartitionDeps {
-    pub kafka: ClientConfig,
-    pub group: String,
+    pub config: WorkerConfig,
     pub topics: Arc<Topics>,
-    pub permits: Arc<Semaphore>,
     pub poll: Arc<PollSettings>,
+    pub permits: Arc<Semaphore>,
     pub factory: Arc<dyn SourceFactory>,
-    pub encryption_key: Option<SealingKey>,
-    pub restore_timeout: Duration,
-    /// Testing only: see [`crate::settings::Settings::test_hold_transaction`].
-    pub hold_transactions_open: Duration,
     pub metrics: Arc<Metrics>,
     /// Told when a partition is taken over, scheduled and released.
     pub readiness: Arc<Readiness>,
@@ -93,16 +74,17 @@ async fn own(
     cancel: &CancellationToken,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     deps.readiness.taking_over(partition);
+    let config = &deps.config;
     let producer =
-        PartitionProducer::fence(&deps.kafka, &deps.group, deps.topics.clone(), partition)
+        PartitionProducer::fence(&config.kafka, &config.group, deps.topics.clone(), partition)
             .await?
-            .with_hold_open(deps.hold_transactions_open);
+            .with_hold_open(config.hold_transactions_open);
     let lane = Arc::new(Lane::new(producer, deps.metrics.clone()));
     let restored = restore_partition(
-        &deps.kafka,
+        &config.kafka,
         &deps.topics.state,
         partition,
-        deps.restore_timeout,
+        config.restore_timeout,
     )
     .await?;
     for problem in &restored.problems {
@@ -116,7 +98,7 @@ async fn own(
         jobs = jobs.len()
     );
     let vault = Arc::new(TokenVault::new(
-        deps.encryption_key.clone(),
+        config.encryption_key.clone(),
         lane.clone(),
         restored.tokens,
     ));

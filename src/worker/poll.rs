@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::detect::{self, Window};
-use crate::event::{Change, EventContext, dead_letter_record, event_record};
+use crate::detect::{self, Bounds};
+use crate::event::{EventContext, dead_letter_record, event_record};
 use crate::javadate::Zone;
 use crate::metrics::Metrics;
 use crate::publish::{Batch, PublishError};
@@ -22,9 +22,11 @@ use crate::telemetry::events::{
     PollAborted, PollCommitted, PollFetchFailed, PollProducerFailed, WindowFetched,
 };
 
+use crate::backoff::Backoff;
+use crate::source::{FailureKind, FetchRequest, Source};
+
 use super::jobs::Job;
 use super::lane::Lane;
-use super::source::{FetchRequest, Source};
 
 /// Settings every job of a worker shares.
 #[derive(Debug, Clone)]
@@ -43,7 +45,7 @@ pub enum PollOutcome {
     /// Committed; `truncated` asks for the next poll at once.
     Committed { events: usize, truncated: bool },
     /// Fetching failed; nothing was published, the watermark stays.
-    FetchFailed,
+    FetchFailed(FailureKind),
     /// The transaction was aborted; the window will be redone.
     Aborted,
     /// The producer was fenced or broke: the partition must be fenced and
@@ -97,9 +99,19 @@ impl JobRunner {
                     failures = 0;
                     next_due(started, interval)
                 }
-                PollOutcome::FetchFailed | PollOutcome::Aborted => {
+                PollOutcome::FetchFailed(kind) => {
                     failures = failures.saturating_add(1);
-                    Utc::now() + retry_delay(self.settings.retry_min, interval, failures)
+                    Utc::now() + retry_delay(kind, self.settings.retry_min, interval, failures)
+                }
+                PollOutcome::Aborted => {
+                    failures = failures.saturating_add(1);
+                    Utc::now()
+                        + retry_delay(
+                            FailureKind::Retriable,
+                            self.settings.retry_min,
+                            interval,
+                            failures,
+                        )
                 }
                 PollOutcome::Fatal => {
                     refence.cancel();
@@ -130,7 +142,7 @@ impl JobRunner {
                 detect::window_start(self.checkpoint.watermark, resource, self.settings.overlap)
             }
         };
-        let mut window = Window {
+        let mut window = Bounds {
             start,
             poll_start: started,
             overlap: self.settings.overlap,
@@ -150,7 +162,7 @@ impl JobRunner {
         let request = FetchRequest {
             url,
             page_size: resource.page_size,
-            updated: resource.updated.clone(),
+            keyset: Some(resource.updated.clone()),
         };
         let fetched = match self.source.fetch(request).await {
             Ok(f) => f,
@@ -162,13 +174,13 @@ impl JobRunner {
                 .emit(&self.metrics);
                 PollFetchFailed {
                     job: &job.id,
-                    error: &*failure.error,
+                    error: &failure.error,
                     elapsed: timer.elapsed(),
                 }
                 .emit(&self.metrics);
                 // Nothing of this step was published: it can be retried.
                 self.resume = resume;
-                return PollOutcome::FetchFailed;
+                return PollOutcome::FetchFailed(failure.error.kind());
             }
         };
         WindowFetched {
@@ -190,24 +202,12 @@ impl JobRunner {
         let events: Vec<_> = detected
             .changes
             .iter()
-            .map(|c| {
-                event_record(
-                    &ctx,
-                    &Change {
-                        object_id: &c.object_id,
-                        event_type: c.event_type,
-                        updated_at: c.updated_at,
-                        raw: c.raw,
-                    },
-                )
-            })
+            .map(|c| event_record(&ctx, c))
             .collect();
         let dead_letters: Vec<_> = detected
             .dead
             .iter()
-            .map(|d| {
-                dead_letter_record(&ctx, d.object_id.as_deref(), &d.reason, d.raw, window.start)
-            })
+            .map(|d| dead_letter_record(&ctx, d, window.start))
             .collect();
         for d in &detected.dead {
             warn!(message = "Record sent to the dead-letter topic.", job = %job.id, reason = %d.reason);
@@ -277,12 +277,31 @@ fn next_due(from: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
     from + TimeDelta::milliseconds((secs * 1000.0) as i64)
 }
 
-/// Exponential backoff with full jitter, never longer than the interval.
-fn retry_delay(min: Duration, interval: Duration, failures: u32) -> TimeDelta {
-    let exp = min.saturating_mul(1u32 << failures.min(16));
-    let cap = exp.min(interval.max(min));
-    let secs = rand::rng().random_range(0.5..=1.0) * cap.as_secs_f64();
-    TimeDelta::milliseconds((secs * 1000.0) as i64)
+/// The longest wait before polling again after a failure: an instance that
+/// needs a person (a refused grant, a resource URL the provider rejects)
+/// costs the provider one request an hour, and a throttle that asks for
+/// more than an hour is asked again after one.
+const LONGEST_RETRY: Duration = Duration::from_secs(3600);
+
+/// When to poll again after the `failures`-th failure in a row, by what
+/// failed: transient trouble is retried soon, backing off up to one
+/// interval; a throttle is waited out as asked; a failure only a person can
+/// fix is retried from one interval on, doubling up to [`LONGEST_RETRY`].
+fn retry_delay(kind: FailureKind, min: Duration, interval: Duration, failures: u32) -> TimeDelta {
+    let transient = Backoff::new(min, interval.max(min));
+    let wait = match kind {
+        FailureKind::Retriable | FailureKind::Throttled { retry_after: None } => {
+            transient.delay(failures)
+        }
+        FailureKind::Throttled {
+            retry_after: Some(asked),
+        } => asked.clamp(min, LONGEST_RETRY.max(min)),
+        FailureKind::Reauthorize | FailureKind::Permanent => {
+            let first = interval.max(min);
+            Backoff::new(first, LONGEST_RETRY.max(first)).delay(failures)
+        }
+    };
+    TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX)
 }
 
 #[cfg(test)]
@@ -299,14 +318,30 @@ mod tests {
     }
 
     #[test]
-    fn retry_delay_grows_and_is_capped_by_the_interval() {
+    fn retry_delay_differs_by_what_failed() {
         let min = Duration::from_secs(1);
         let interval = Duration::from_secs(60);
+        let ms = |kind, failures| retry_delay(kind, min, interval, failures).num_milliseconds();
         for _ in 0..50 {
-            let d1 = retry_delay(min, interval, 1).num_milliseconds();
-            assert!((1_000..=2_000).contains(&d1), "{d1}");
-            let d10 = retry_delay(min, interval, 10).num_milliseconds();
-            assert!((30_000..=60_000).contains(&d10), "{d10}");
+            // Transient: soon, growing, capped by the interval.
+            let transient = FailureKind::Retriable;
+            assert!((500..=1_000).contains(&ms(transient, 1)));
+            assert!((30_000..=60_000).contains(&ms(transient, 10)));
+            // A throttle without a hint backs off like transient trouble.
+            let unhinted = FailureKind::Throttled { retry_after: None };
+            assert!((500..=1_000).contains(&ms(unhinted, 1)));
+            // A person must act: one interval at first, up to an hour.
+            for kind in [FailureKind::Reauthorize, FailureKind::Permanent] {
+                assert!((30_000..=60_000).contains(&ms(kind, 1)));
+                assert!((1_800_000..=3_600_000).contains(&ms(kind, 20)));
+            }
         }
+        // A throttle is waited out as asked, past the interval, within the hour.
+        let asked = |secs| FailureKind::Throttled {
+            retry_after: Some(Duration::from_secs(secs)),
+        };
+        assert_eq!(ms(asked(90), 1), 90_000);
+        assert_eq!(ms(asked(0), 1), 1_000);
+        assert_eq!(ms(asked(u64::MAX), 1), 3_600_000);
     }
 }

@@ -6,8 +6,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+
 use crate::crypto::{CryptoError, SealingKey};
 use crate::publish::{Batch, PublishError};
+use crate::source::{CredentialStore, StoreError};
 use crate::state::StateKey;
 
 use super::lane::Lane;
@@ -98,6 +101,29 @@ impl TokenVault {
             Err(poisoned) => poisoned.into_inner().insert(instance.to_string(), sealed),
         };
         Ok(())
+    }
+}
+
+/// The instance's token set is what its source stores here.
+impl CredentialStore for TokenVault {
+    fn load<'a>(
+        &'a self,
+        instance_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        let found = TokenVault::load(self, instance_id).map_err(StoreError::new);
+        Box::pin(async move { found })
+    }
+
+    fn save<'a>(
+        &'a self,
+        instance_id: &'a str,
+        bytes: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            TokenVault::save(self, instance_id, &bytes)
+                .await
+                .map_err(StoreError::new)
+        })
     }
 }
 

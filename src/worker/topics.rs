@@ -9,7 +9,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::settings::Settings;
+use crate::kafka::KafkaClients;
+use crate::publish::Topics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -24,30 +25,30 @@ pub enum TopicError {
     Missing { topic: String },
 }
 
+/// How the topics the service creates are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLayout {
+    pub partitions: i32,
+    /// -1: the broker's default.
+    pub replication: i32,
+}
+
 /// Creates the events, dead-letter and (compacted) state topics if missing.
 ///
 /// # Errors
 /// A topic the broker refuses to create for any reason but existing.
-pub async fn ensure_topics(settings: &Settings) -> Result<(), TopicError> {
-    let admin: AdminClient<DefaultClientContext> = settings.kafka_config().create()?;
-    let replication = || TopicReplication::Fixed(settings.topic_replication_factor);
+pub async fn ensure_topics(
+    kafka: &KafkaClients,
+    topics: &Topics,
+    layout: TopicLayout,
+) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> = kafka.base().create()?;
+    let replication = || TopicReplication::Fixed(layout.replication);
     let topics = [
-        NewTopic::new(
-            &settings.events_topic,
-            settings.topic_partitions,
-            replication(),
-        ),
-        NewTopic::new(
-            &settings.dlq_topic,
-            settings.topic_partitions,
-            replication(),
-        ),
-        NewTopic::new(
-            &settings.state_topic,
-            settings.topic_partitions,
-            replication(),
-        )
-        .set("cleanup.policy", "compact"),
+        NewTopic::new(&topics.events, layout.partitions, replication()),
+        NewTopic::new(&topics.dead_letters, layout.partitions, replication()),
+        NewTopic::new(&topics.state, layout.partitions, replication())
+            .set("cleanup.policy", "compact"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&topics, &opts).await? {
@@ -64,8 +65,8 @@ pub async fn ensure_topics(settings: &Settings) -> Result<(), TopicError> {
 ///
 /// # Errors
 /// Metadata cannot be fetched or the topic does not exist.
-pub async fn partition_count(settings: &Settings, topic: &str) -> Result<i32, TopicError> {
-    let admin: AdminClient<DefaultClientContext> = settings.kafka_config().create()?;
+pub async fn partition_count(kafka: &KafkaClients, topic: &str) -> Result<i32, TopicError> {
+    let admin: AdminClient<DefaultClientContext> = kafka.base().create()?;
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
         let md = admin

@@ -1,28 +1,13 @@
-//! How long to wait before asking again: exponential backoff with full
-//! jitter, `Retry-After` in both forms, and Keap's quota headers.
+//! What a response says about time: the provider's clock (`Date`) and how
+//! long it asks us to wait (`Retry-After` in both forms, and the element's
+//! own quota headers, [`ThrottleHint`]).
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use rand::RngExt;
+use chrono::{DateTime, Utc};
 use reqwest::header::{DATE, HeaderMap, RETRY_AFTER};
 
-/// The upper bound of the `attempt`-th backoff (1-based):
-/// `min(max, base * 2^(attempt-1))`, saturating instead of overflowing.
-pub fn backoff_ceiling(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(31);
-    base.checked_mul(1u32 << doublings).unwrap_or(max).min(max)
-}
-
-/// The wait before retry number `attempt` (1-based): uniform in
-/// `[0, backoff_ceiling]` ("full jitter"). Full jitter spreads the retries
-/// of many workers that failed together (a provider outage) instead of
-/// having them return in lock-step.
-pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let ceiling = backoff_ceiling(attempt, base, max);
-    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rand::rng().random_range(0..=nanos))
-}
+use crate::element::ThrottleHint;
 
 /// The provider's `Date` header: the provider's clock, for clock-skew
 /// handling and for reading `Retry-After` dates relative to it.
@@ -33,19 +18,12 @@ pub fn provider_date(headers: &HeaderMap) -> Option<DateTime<Utc>> {
         .and_then(parse_http_date)
 }
 
-/// Parses an HTTP-date in any of the three forms RFC 9110 §5.6.7 says a
-/// recipient must accept: IMF-fixdate, RFC 850 and asctime.
+/// An HTTP-date in any of the three forms RFC 9110 §5.6.7 says a recipient
+/// must accept: IMF-fixdate, RFC 850 and asctime.
 pub fn parse_http_date(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc2822(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for pattern in ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, pattern) {
-            return Some(t.and_utc());
-        }
-    }
-    None
+    httpdate::parse_http_date(text.trim())
+        .ok()
+        .map(DateTime::<Utc>::from)
 }
 
 /// The wait a `Retry-After` value asks for: delay-seconds, or an HTTP-date
@@ -66,24 +44,30 @@ pub fn parse_retry_after(value: &str, reference: DateTime<Utc>) -> Option<Durati
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HintSource {
     RetryAfter,
-    KeapQuota,
-    KeapThrottle,
+    /// A [`ThrottleHint::QuotaReset`].
+    QuotaReset,
+    /// A [`ThrottleHint::Window`].
+    Window,
 }
 
 impl HintSource {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RetryAfter => "retry-after",
-            Self::KeapQuota => "keap-quota",
-            Self::KeapThrottle => "keap-throttle",
+            Self::QuotaReset => "quota-reset",
+            Self::Window => "throttle-window",
         }
     }
 }
 
 /// How long the response's headers say to wait, if they say: `Retry-After`
-/// first, then Keap's quota headers. `now` is the local clock, used only
+/// first, then the element's `hints`. `now` is the local clock, used only
 /// when the response has no `Date`.
-pub fn wait_hint(headers: &HeaderMap, now: DateTime<Utc>) -> Option<(Duration, HintSource)> {
+pub fn wait_hint(
+    headers: &HeaderMap,
+    hints: &[ThrottleHint],
+    now: DateTime<Utc>,
+) -> Option<(Duration, HintSource)> {
     let reference = provider_date(headers).unwrap_or(now);
     if let Some(wait) = headers
         .get(RETRY_AFTER)
@@ -92,24 +76,18 @@ pub fn wait_hint(headers: &HeaderMap, now: DateTime<Utc>) -> Option<(Duration, H
     {
         return Some((wait, HintSource::RetryAfter));
     }
-    keap_hint(headers, reference)
+    quota_hint(headers, hints, reference)
 }
 
-/// Keap's API gateway (Apigee) sends, on every response:
-///
-/// - `x-keap-product-quota-{limit,time-unit,interval,available,used,expiry-time}`:
-///   the daily quota per client application; `expiry-time` is when it
-///   resets (epoch milliseconds);
-/// - `x-keap-product-throttle-{limit,time-unit,interval,available,used}` and
-///   `x-keap-tenant-throttle-…`: the per-minute spike limits of the client
-///   and of the Keap account.
-///
-/// When the quota is used up we wait for `expiry-time`. When a throttle is
-/// at 0 there is no reset header, so we wait for the next boundary of its
-/// window (`interval` × `time-unit`) on the provider's clock: Apigee counts
-/// in windows aligned to the unit. Headers we do not understand give no
-/// hint, and the caller falls back to backoff.
-fn keap_hint(headers: &HeaderMap, reference: DateTime<Utc>) -> Option<(Duration, HintSource)> {
+/// The longest wait any exhausted quota or throttle asks for. A used-up
+/// quota with a reset time wins outright: it is the longer wait by nature.
+/// Headers that cannot be understood give no hint, and the caller falls
+/// back to backoff.
+fn quota_hint(
+    headers: &HeaderMap,
+    hints: &[ThrottleHint],
+    reference: DateTime<Utc>,
+) -> Option<(Duration, HintSource)> {
     let get = |name: &str| {
         headers
             .get(name)
@@ -118,23 +96,32 @@ fn keap_hint(headers: &HeaderMap, reference: DateTime<Utc>) -> Option<(Duration,
     };
     let exhausted = |name: &str| get(name).and_then(|v| v.parse::<i64>().ok()) == Some(0);
 
-    if exhausted("x-keap-product-quota-available")
-        && let Some(expiry) = get("x-keap-product-quota-expiry-time").and_then(parse_epoch_or_date)
-    {
-        let wait = (expiry - reference).to_std().unwrap_or(Duration::ZERO);
-        return Some((wait, HintSource::KeapQuota));
-    }
-
-    let mut wait: Option<Duration> = None;
-    for scope in ["product", "tenant"] {
-        if !exhausted(&format!("x-keap-{scope}-throttle-available")) {
-            continue;
+    for hint in hints {
+        if let ThrottleHint::QuotaReset { available, reset } = hint
+            && exhausted(available)
+            && let Some(at) = get(reset).and_then(parse_epoch_or_date)
+        {
+            let wait = (at - reference).to_std().unwrap_or(Duration::ZERO);
+            return Some((wait, HintSource::QuotaReset));
         }
-        let Some(unit) = get(&format!("x-keap-{scope}-throttle-time-unit")).and_then(unit_seconds)
+    }
+    let mut wait: Option<Duration> = None;
+    for hint in hints {
+        let ThrottleHint::Window {
+            available,
+            time_unit,
+            interval,
+        } = hint
         else {
             continue;
         };
-        let interval = get(&format!("x-keap-{scope}-throttle-interval"))
+        if !exhausted(available) {
+            continue;
+        }
+        let Some(unit) = get(time_unit).and_then(unit_seconds) else {
+            continue;
+        };
+        let interval = get(interval)
             .and_then(|v| v.parse::<i64>().ok())
             .filter(|n| *n > 0)
             .unwrap_or(1);
@@ -143,7 +130,7 @@ fn keap_hint(headers: &HeaderMap, reference: DateTime<Utc>) -> Option<(Duration,
         let w = Duration::from_secs(u64::try_from(window - into).unwrap_or(1));
         wait = Some(wait.map_or(w, |have| have.max(w)));
     }
-    wait.map(|w| (w, HintSource::KeapThrottle))
+    wait.map(|w| (w, HintSource::Window))
 }
 
 fn unit_seconds(unit: &str) -> Option<i64> {
@@ -183,9 +170,16 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     use super::*;
+    use crate::element::{ConnectionMode, element};
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn keap_hints() -> Vec<ThrottleHint> {
+        element("infusionsoftecommerce", ConnectionMode::Direct)
+            .unwrap()
+            .throttle_hints
     }
 
     #[test]
@@ -254,7 +248,7 @@ mod tests {
         );
         let local = at("2024-10-01T10:00:00Z");
         assert_eq!(
-            wait_hint(&h, local),
+            wait_hint(&h, &[], local),
             Some((Duration::from_secs(2), HintSource::RetryAfter))
         );
     }
@@ -283,15 +277,17 @@ mod tests {
             HeaderValue::from_static("12"),
         );
         assert_eq!(
-            wait_hint(&h, Utc::now()),
-            Some((Duration::from_secs(15), HintSource::KeapThrottle))
+            wait_hint(&h, &keap_hints(), Utc::now()),
+            Some((Duration::from_secs(15), HintSource::Window))
         );
+        // An element without these hints does not read Keap's headers.
+        assert_eq!(wait_hint(&h, &[], Utc::now()), None);
         // Unknown unit: no hint, plain backoff.
         h.insert(
             "x-keap-product-throttle-time-unit",
             HeaderValue::from_static("fortnight"),
         );
-        assert_eq!(wait_hint(&h, Utc::now()), None);
+        assert_eq!(wait_hint(&h, &keap_hints(), Utc::now()), None);
     }
 
     #[test]
@@ -311,31 +307,8 @@ mod tests {
             HeaderValue::from_str(&midnight).unwrap(),
         );
         assert_eq!(
-            wait_hint(&h, Utc::now()),
-            Some((Duration::from_secs(60), HintSource::KeapQuota))
-        );
-    }
-
-    #[test]
-    fn backoff_stays_within_bounds() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(5);
-        assert_eq!(backoff_ceiling(1, base, max), base);
-        assert_eq!(backoff_ceiling(2, base, max), Duration::from_millis(200));
-        assert_eq!(backoff_ceiling(6, base, max), Duration::from_millis(3200));
-        assert_eq!(backoff_ceiling(7, base, max), max);
-        assert_eq!(backoff_ceiling(u32::MAX, base, max), max);
-        assert_eq!(backoff_ceiling(0, base, max), base);
-        for attempt in [1, 2, 5, 40, u32::MAX] {
-            for _ in 0..200 {
-                let d = backoff(attempt, base, max);
-                assert!(d <= backoff_ceiling(attempt, base, max), "{attempt}: {d:?}");
-            }
-        }
-        // Huge bases saturate at max instead of overflowing.
-        assert_eq!(
-            backoff_ceiling(40, Duration::from_secs(u64::MAX / 2), max),
-            max
+            wait_hint(&h, &keap_hints(), Utc::now()),
+            Some((Duration::from_secs(60), HintSource::QuotaReset))
         );
     }
 }
