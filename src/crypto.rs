@@ -50,7 +50,8 @@ impl SealingKey {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let cipher = Aes256Gcm::new(&self.0);
         let nonce = Nonce::from(nonce_bytes);
-        // Encryption only fails for inputs beyond 64 GiB.
+        // A record without ciphertext would be stored as the token set:
+        // rather stop here.
         let sealed = cipher
             .encrypt(
                 &nonce,
@@ -59,7 +60,7 @@ impl SealingKey {
                     aad: associated,
                 },
             )
-            .unwrap_or_default();
+            .expect("AES-GCM encryption fails only for inputs beyond 64 GiB");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce_bytes);

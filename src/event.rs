@@ -176,8 +176,9 @@ pub fn dead_letter_record(
 }
 
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
-    // Structs of strings and already-valid raw JSON always serialise.
-    serde_json::to_vec(value).unwrap_or_default()
+    // An empty value would be published as an event: rather stop here.
+    serde_json::to_vec(value)
+        .expect("structs of strings and already-valid raw JSON always serialise")
 }
 
 /// CloudEvents 1.0 Kafka protocol binding, binary mode.

@@ -3,47 +3,59 @@
 //!
 //! # Layout
 //!
-//! Modules in the order data flows through them:
+//! Modules in the order data flows through them (config → jobs → fetch →
+//! detect → publish):
 //!
-//! - [`settings`]: process settings from the environment (Kafka, topics, paths).
-//! - [`instance`]: Open Connectors instance JSON → typed, validated jobs.
+//! - [`settings`]: process settings from the environment, one struct.
+//! - [`instance`]: Open Connectors instance JSON → typed, validated instances.
 //! - [`javadate`]: Java date patterns (`yyyy-MM-dd'T'HH:mm:ssXXX`) compiled once,
 //!   used to render URL dates and to parse the provider's record dates.
 //! - [`template`]: `${date:…}` and friends in a resource URL → the URL to call.
 //! - [`worker`]: group membership, state-partition ownership (fence → restore →
-//!   schedule) and each job's poll loop.
-//! - [`element`]: provider definitions as data: base URL, auth, paging, records path,
-//!   hub-URL translation.
-//! - [`fetch`]: HTTP: OAuth2 tokens, paging, retries, rate limits, body limits; one
-//!   window of records, whole or not at all.
-//! - [`provider`]: instance → element + fetcher + token store (the worker's source).
-//! - [`detect`]: pure: records + checkpoint → changes, dead letters, next checkpoint.
+//!   schedule), instances → jobs, and each job's poll loop.
+//! - [`source`]: the provider seam the poll loop calls ("fetch this window"),
+//!   with failures classed by what waiting can fix.
+//! - [`provider`]: instance → element + fetcher + credentials: the HTTP source.
+//! - [`element`]: provider definitions as data: base URL, auth, paging, records
+//!   path, throttle headers, hub-URL translation.
+//! - [`fetch`]: HTTP: one request driver with retries and rate-limit waits,
+//!   paging, body limits, OAuth2 tokens; one window of records, whole or not
+//!   at all.
+//! - [`detect`]: pure: records + checkpoint → changes, dead letters, next
+//!   checkpoint.
 //! - [`event`]: pure: change → Kafka record (key, JSON value, CloudEvents headers).
-//! - [`publish`]: one transaction per poll on the state partition's producer;
-//!   restore of checkpoints.
-//! - [`checkpoint`]: the checkpoint and the state topic's keys;
-//!   [`partition`]: the job → state-partition function.
-//! - [`service`]: assembles the above for `event-poller run`.
-//! - [`ops`]: `/metrics`, `/healthz`, `/readyz` on `OPS_LISTEN`;
-//!   [`metrics`]: the counters behind `/metrics`.
+//! - [`publish`]: one transaction per poll on the state partition's producer.
+//! - [`state`]: what the state topic holds (checkpoints, keys, job → partition)
+//!   and its restore.
 //!
-//! Around them: [`validate`] and [`tail`] (commands), [`crypto`] (tokens
-//! sealed at rest), [`secret`] (redacted strings), [`telemetry`] (logging,
-//! and the poll loop's typed events that log and count). The Keap-compatible simulator behind the `keap-sandbox`
-//! binary is its own crate (`crates/keap-sandbox`), a dev-dependency only.
+//! Around them: [`service`] (assembles the above for `event-poller run`),
+//! [`ops`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`] (logging, the
+//! typed events that log and count, the Prometheus registry), [`kafka`] (the
+//! librdkafka configuration of every client), [`backoff`] (the one retry
+//! policy), [`crypto`] (tokens sealed at rest), [`secret`] (redacted
+//! strings), and the commands [`validate`] and [`tail`].
+//!
+//! Data flows one way, downwards, with one deliberate exception: **token
+//! saves**. A rotated OAuth refresh token must be durable before the new
+//! access token is used, so the fetch layer's token manager saves it
+//! through [`source::CredentialStore`], which the worker's token vault
+//! implements by committing a transaction on the state partition's
+//! producer (`fetch` → `source` ← `worker`, called from below).
+//!
+//! The Keap-compatible simulator behind the `keap-sandbox` binary is its own
+//! crate (`crates/keap-sandbox`), a dev-dependency only.
 
-pub mod backoff;
-pub mod crypto;
-pub mod detect;
+pub(crate) mod backoff;
+pub(crate) mod crypto;
+pub(crate) mod detect;
 pub mod element;
 pub mod event;
 pub mod fetch;
 pub mod instance;
 pub mod javadate;
 pub mod kafka;
-pub mod metrics;
-pub mod ops;
-pub mod provider;
+pub(crate) mod ops;
+pub(crate) mod provider;
 pub mod publish;
 pub mod secret;
 pub mod service;
@@ -52,6 +64,6 @@ pub mod source;
 pub mod state;
 pub mod tail;
 pub mod telemetry;
-pub mod template;
+pub(crate) mod template;
 pub mod validate;
-pub mod worker;
+pub(crate) mod worker;

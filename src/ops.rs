@@ -16,7 +16,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::metrics::{self, Metrics};
+use crate::telemetry::events::ReadinessChanged;
+use crate::telemetry::metrics::{CONTENT_TYPE, Metrics};
 
 /// The worker's readiness, as `/readyz` reports it. Ready means: the worker
 /// has joined its group (an assignment arrived, possibly empty), every
@@ -61,34 +62,57 @@ impl Readiness {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Applies `change`, then reports the new state as gauges.
+    fn update(&self, change: impl FnOnce(&mut ReadyState)) {
+        let mut s = self.lock();
+        change(&mut s);
+        ReadinessChanged {
+            owned_partitions: s.partitions.len(),
+            ready: matches!(s.status(), ReadyStatus::Ready { .. }),
+        }
+        .emit();
+    }
+
     /// The group assigned partitions to this worker (maybe none).
     pub fn joined(&self) {
-        self.lock().joined = true;
+        self.update(|s| s.joined = true);
     }
 
     /// `partition` is owned and being fenced and restored (again, after a
     /// fatal producer error).
     pub fn taking_over(&self, partition: i32) {
-        self.lock().partitions.insert(partition, false);
+        self.update(|s| {
+            s.partitions.insert(partition, false);
+        });
     }
 
     /// `partition` is fenced and restored; its jobs are scheduled.
     pub fn scheduled(&self, partition: i32) {
-        self.lock().partitions.insert(partition, true);
+        self.update(|s| {
+            s.partitions.insert(partition, true);
+        });
     }
 
     /// `partition` was revoked and its jobs have stopped.
     pub fn released(&self, partition: i32) {
-        self.lock().partitions.remove(&partition);
+        self.update(|s| {
+            s.partitions.remove(&partition);
+        });
     }
 
     /// Shutdown began; never ready again.
     pub fn stopping(&self) {
-        self.lock().stopping = true;
+        self.update(|s| s.stopping = true);
     }
 
     pub fn status(&self) -> ReadyStatus {
-        let s = self.lock();
+        self.lock().status()
+    }
+}
+
+impl ReadyState {
+    fn status(&self) -> ReadyStatus {
+        let s = self;
         let owned = s.partitions.len();
         let scheduled = s.partitions.values().filter(|r| **r).count();
         if s.stopping {
@@ -101,17 +125,12 @@ impl Readiness {
             ReadyStatus::Ready { owned }
         }
     }
-
-    /// State partitions this worker owns.
-    pub fn owned_partitions(&self) -> usize {
-        self.lock().partitions.len()
-    }
 }
 
 /// What the endpoint reads.
 #[derive(Debug, Clone)]
 pub struct OpsState {
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     pub readiness: Arc<Readiness>,
 }
 
@@ -140,21 +159,10 @@ pub async fn serve(
 }
 
 async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
-    let mut text = state.metrics.render();
-    metrics::encode_gauge(
-        &mut text,
-        "event_poller_owned_partitions",
-        "State partitions this worker owns (and so whose jobs it polls).",
-        state.readiness.owned_partitions() as f64,
-    );
-    let ready = matches!(state.readiness.status(), ReadyStatus::Ready { .. });
-    metrics::encode_gauge(
-        &mut text,
-        "event_poller_ready",
-        "1 while /readyz answers 200.",
-        if ready { 1.0 } else { 0.0 },
-    );
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
 }
 
 async fn healthz() -> &'static str {
@@ -191,18 +199,10 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use chrono::{TimeDelta, Utc};
-    use serde_json::value::RawValue;
-
-    use crate::event::{Change, EventType};
-    use crate::metrics::TxnResult;
-    use crate::source::{FailureKind, FetchStats, SourceError};
-    use crate::state::JobId;
-    use crate::telemetry::events::{PollCommitted, PollFetchFailed, WindowFetched};
 
     fn state() -> OpsState {
         OpsState {
-            metrics: Arc::new(Metrics::new()),
+            metrics: Metrics::isolated().1,
             readiness: Arc::new(Readiness::new()),
         }
     }
@@ -272,90 +272,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn metrics_show_what_the_events_counted() {
-        let s = state();
-        let job = JobId::new("shop", "orders");
-        let raw = RawValue::from_string("{}".into()).unwrap();
-        let change = |event_type| Change {
-            object_id: "1".into(),
-            event_type,
-            filter_date: Utc::now(),
-            raw: &raw,
+    async fn metrics_serve_the_registry_and_follow_readiness() {
+        let (recorder, registry) = Metrics::isolated();
+        let s = OpsState {
+            metrics: registry,
+            readiness: Arc::new(Readiness::new()),
         };
-        let stats = FetchStats {
-            requests: 3,
-            throttled_waits: 1,
-            status_counts: [(200, 2), (429, 1)].into(),
-            ..FetchStats::default()
-        };
-        WindowFetched {
-            job: &job,
-            stats: &stats,
-        }
-        .emit(&s.metrics);
-        let watermark = Utc::now() - TimeDelta::seconds(30);
-        PollCommitted {
-            job: &job,
-            poll_start: Utc::now(),
-            records: 4,
-            pages: 2,
-            changes: &[change(EventType::Created), change(EventType::Updated)],
-            dead_letters: 1,
-            duplicates: 1,
-            watermark,
-            elapsed: Duration::from_millis(250),
-        }
-        .emit(&s.metrics);
-        let error = SourceError::new(FailureKind::Retriable, "HTTP 503");
-        PollFetchFailed {
-            job: &job,
-            error: &error,
-            elapsed: Duration::from_millis(750),
-        }
-        .emit(&s.metrics);
-        s.metrics.transaction(TxnResult::Committed);
-        s.readiness.joined();
-        s.readiness.taking_over(1);
-        s.readiness.scheduled(1);
-
+        metrics::with_local_recorder(&recorder, || {
+            s.readiness.joined();
+            s.readiness.taking_over(1);
+            s.readiness.taking_over(2);
+            s.readiness.scheduled(1);
+        });
         let (status, content_type, text) = get(&s, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             content_type.as_deref(),
             Some("text/plain; version=0.0.4; charset=utf-8")
         );
-        for line in [
-            r#"event_poller_polls_total{job="shop/orders",outcome="committed"} 1"#,
-            r#"event_poller_polls_total{job="shop/orders",outcome="fetch_failed"} 1"#,
-            r#"event_poller_pages_total{job="shop/orders"} 2"#,
-            r#"event_poller_records_total{job="shop/orders"} 4"#,
-            r#"event_poller_events_total{job="shop/orders",type="created"} 1"#,
-            r#"event_poller_events_total{job="shop/orders",type="updated"} 1"#,
-            r#"event_poller_duplicates_skipped_total{job="shop/orders"} 1"#,
-            r#"event_poller_dead_letters_total{job="shop/orders"} 1"#,
-            r#"event_poller_http_responses_total{job="shop/orders",status="200"} 2"#,
-            r#"event_poller_http_responses_total{job="shop/orders",status="429"} 1"#,
-            r#"event_poller_throttle_waits_total{job="shop/orders"} 1"#,
-            r#"event_poller_transactions_total{result="committed"} 1"#,
-            r#"event_poller_transactions_total{result="aborted"} 0"#,
-            r#"event_poller_poll_duration_seconds_sum{job="shop/orders"} 1"#,
-            r#"event_poller_poll_duration_seconds_count{job="shop/orders"} 2"#,
-            "event_poller_owned_partitions 1",
-            "event_poller_ready 1",
-        ] {
+        for line in ["event_poller_owned_partitions 2", "event_poller_ready 0"] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
-        let lag = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(r#"event_poller_watermark_lag_seconds{job="shop/orders"} "#)
-            })
-            .and_then(|v| v.parse::<f64>().ok())
-            .expect("watermark lag");
-        assert!((30.0..60.0).contains(&lag), "{lag}");
+        metrics::with_local_recorder(&recorder, || s.readiness.scheduled(2));
+        let (_, _, text) = get(&s, "/metrics").await;
+        assert!(text.lines().any(|l| l == "event_poller_ready 1"), "{text}");
     }
 
     #[tokio::test]

@@ -10,11 +10,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::instance::Instance;
-use crate::metrics::Metrics;
 use crate::ops::{OpsState, Readiness};
 use crate::provider::HttpSources;
 use crate::settings::Settings;
+use crate::telemetry::metrics::Metrics;
 use crate::worker::WorkerConfig;
+
+/// How often recorded histogram samples are folded into their buckets when
+/// nobody scrapes `/metrics`: often enough that a busy worker keeps few.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// How long the ops endpoint may take to finish its requests once the
 /// worker stopped; a scraper holding a request open must not delay exit.
@@ -54,9 +58,20 @@ pub async fn run(
         .with_context(|| format!("OPS_LISTEN={}: bound address", settings.ops_listen))?;
     info!(message = "Ops endpoint listening.", address = %ops_address);
     let ops = OpsState {
-        metrics: Arc::new(Metrics::new()),
+        metrics: Metrics::install(),
         readiness: Arc::new(Readiness::new()),
     };
+    let upkeep = ops.metrics.clone();
+    let upkeep_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tokio::select! {
+                () = upkeep_stop.cancelled() => return,
+                _ = every.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
     let readiness = ops.readiness.clone();
     let on_shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -94,7 +109,6 @@ async fn run_worker(
         WorkerConfig::new(&settings),
         instances,
         Arc::new(factory),
-        ops.metrics.clone(),
         ops.readiness.clone(),
         shutdown,
     )

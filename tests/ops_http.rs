@@ -101,6 +101,26 @@ async fn readyz_and_metrics_follow_the_worker() {
     at_least_one(r#"event_poller_transactions_total{result="committed"}"#);
     at_least_one("event_poller_owned_partitions");
     assert_eq!(sample(&text, "event_poller_ready"), Some(1.0), "{text}");
+    // Every family the README documents is served, with its type; the
+    // durations are histograms with buckets (their p99s are alerted on).
+    for (family, kind) in documented_families() {
+        assert!(
+            text.lines().any(|l| l == format!("# TYPE {family} {kind}")),
+            "{family} ({kind}) missing from /metrics:\n{text}"
+        );
+    }
+    for histogram in [
+        "event_poller_poll_duration_seconds",
+        "event_poller_commit_duration_seconds",
+        "event_poller_schedule_lateness_seconds",
+    ] {
+        let bucket = format!("{histogram}_bucket{{");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&bucket) && l.contains(r#"le="+Inf""#)),
+            "{histogram} has no buckets:\n{text}"
+        );
+    }
     for secret in ["test-secret", "test-code", e2e::TEST_KEY] {
         assert!(!text.contains(secret), "a secret in /metrics:\n{text}");
     }
@@ -133,4 +153,35 @@ fn an_unusable_ops_address_fails_start_up_and_names_ops_listen() {
     assert!(log.contains("OPS_LISTEN"), "{log}");
     assert_eq!(poller.terminate(), Some(2), "start-up error exit code");
     drop(taken);
+}
+
+/// `(name, Prometheus type)` of every row of the README's metrics table:
+/// the README is the contract, this test holds the code to it.
+fn documented_families() -> Vec<(String, &'static str)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let families: Vec<(String, &'static str)> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `event_poller_"))
+        .map(|rest| {
+            let name = format!(
+                "event_poller_{}",
+                rest.split('`').next().unwrap_or_default()
+            );
+            let meaning = rest.rsplit('|').nth(1).unwrap_or_default();
+            let kind = if meaning.contains("histogram") {
+                "histogram"
+            } else if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            (name, kind)
+        })
+        .collect();
+    assert!(
+        families.len() >= 15,
+        "the README's metrics table: {families:?}"
+    );
+    families
 }

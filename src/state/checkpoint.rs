@@ -150,8 +150,8 @@ impl Checkpoint {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        // An empty checkpoint would be committed: rather stop here.
+        serde_json::to_vec(self).expect("plain data with string keys always serialises")
     }
 
     /// # Errors

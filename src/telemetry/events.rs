@@ -1,25 +1,45 @@
-//! Typed events of the poll loop: one struct per thing that happened, named
+//! Typed events: one struct per thing that happened, named
 //! `<Noun><Verb>`, whose `emit` writes the log line and updates the metrics
-//! that belong to it, so the two never disagree and the loop stays short.
+//! that belong to it, so the two never disagree and the callers stay short.
 //!
-//! Emitted once per poll or window, never per record. Log lines keep the
-//! poll loop's target, so `LOG_LEVEL=event_poller::worker::poll=…` still
-//! selects them.
+//! Emitted once per poll, window or transaction, never per record. The
+//! job's span (see [`crate::worker`]) puts `partition` and `job` on every
+//! line; the poll events repeat `job` as a field of their own because
+//! operators and tests select them by it.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use metrics::{counter, gauge, histogram};
 use rdkafka::error::KafkaError;
 use tracing::{debug, info, warn};
 
-use crate::event::Change;
-use crate::metrics::{CommittedCounts, Metrics, PollResult};
+use super::metrics::{PollResult, TxnResult, event_type_label, names};
+use crate::event::{Change, EventType};
 use crate::publish::PublishError;
 use crate::source::{FetchStats, SourceError};
 use crate::state::JobId;
 
-/// The poll loop's log target (its module path).
-const TARGET: &str = "event_poller::worker::poll";
+fn poll_finished(job: &str, outcome: PollResult, elapsed: Duration) {
+    counter!(names::POLLS, "job" => job.to_owned(), "outcome" => outcome.as_str()).increment(1);
+    histogram!(names::POLL_DURATION, "job" => job.to_owned()).record(elapsed.as_secs_f64());
+}
+
+/// A poll begins: its window is about to be fetched.
+pub struct PollStarted<'a> {
+    pub job: &'a JobId,
+    /// The window's start.
+    pub since: DateTime<Utc>,
+    /// How long after it was due the poll began.
+    pub lateness: Duration,
+}
+
+impl PollStarted<'_> {
+    pub fn emit(self) {
+        debug!(message = "Polling.", job = %self.job, since = %self.since);
+        histogram!(names::SCHEDULE_LATENESS).record(self.lateness.as_secs_f64());
+    }
+}
 
 /// A window's HTTP traffic, whether the window succeeded or failed.
 pub struct WindowFetched<'a> {
@@ -28,10 +48,9 @@ pub struct WindowFetched<'a> {
 }
 
 impl WindowFetched<'_> {
-    pub fn emit(self, metrics: &Metrics) {
+    pub fn emit(self) {
         let s = self.stats;
         debug!(
-            target: TARGET,
             message = "Window fetched.",
             job = %self.job,
             requests = s.requests,
@@ -39,11 +58,13 @@ impl WindowFetched<'_> {
             throttled_waits = s.throttled_waits,
             waited_ms = u64::try_from(s.waited.as_millis()).unwrap_or(u64::MAX),
         );
-        metrics.http_traffic(
-            self.job,
-            s.status_counts.iter().map(|(status, n)| (*status, *n)),
-            s.throttled_waits,
-        );
+        let job = self.job.to_string();
+        for (status, n) in &s.status_counts {
+            counter!(names::HTTP_RESPONSES, "job" => job.clone(), "status" => status.to_string())
+                .increment(*n);
+        }
+        // Added even when zero: a job's series exists from its first window.
+        counter!(names::THROTTLE_WAITS, "job" => job).increment(s.throttled_waits);
     }
 }
 
@@ -55,15 +76,14 @@ pub struct PollFetchFailed<'a> {
 }
 
 impl PollFetchFailed<'_> {
-    pub fn emit(self, metrics: &Metrics) {
+    pub fn emit(self) {
         warn!(
-            target: TARGET,
             message = "Fetch failed; the window will be retried.",
             job = %self.job,
             error = %self.error,
             kind = self.error.kind().as_str(),
         );
-        metrics.poll_finished(self.job, PollResult::FetchFailed, self.elapsed);
+        poll_finished(&self.job.to_string(), PollResult::FetchFailed, self.elapsed);
     }
 }
 
@@ -79,14 +99,14 @@ pub struct PollCommitted<'a> {
     pub duplicates: u64,
     /// The committed checkpoint's watermark.
     pub watermark: DateTime<Utc>,
+    /// When the commit returned.
+    pub committed_at: DateTime<Utc>,
     pub elapsed: Duration,
 }
 
 impl PollCommitted<'_> {
-    pub fn emit(self, metrics: &Metrics) {
-        // Tests and operators parse this line: keep its message and fields.
+    pub fn emit(self) {
         info!(
-            target: TARGET,
             message = "Poll committed.",
             job = %self.job,
             poll_start = %self.poll_start.to_rfc3339(),
@@ -97,19 +117,29 @@ impl PollCommitted<'_> {
             duplicates = self.duplicates,
             watermark = %self.watermark,
         );
-        let lag = (Utc::now() - self.watermark).as_seconds_f64();
-        metrics.poll_committed(
-            self.job,
-            &CommittedCounts {
-                pages: u64::from(self.pages),
-                records: self.records as u64,
-                duplicates: self.duplicates,
-                dead_letters: self.dead_letters as u64,
-                watermark_lag_seconds: lag,
-            },
-            self.changes.iter().map(|c| c.event_type),
-        );
-        metrics.poll_finished(self.job, PollResult::Committed, self.elapsed);
+        let job = self.job.to_string();
+        let count = |name: &'static str, n: u64| {
+            counter!(name, "job" => job.clone()).increment(n);
+        };
+        count(names::PAGES, u64::from(self.pages));
+        count(names::RECORDS, self.records as u64);
+        count(names::DUPLICATES, self.duplicates);
+        count(names::DEAD_LETTERS, self.dead_letters as u64);
+        let (mut created, mut updated) = (0, 0);
+        for c in self.changes {
+            match c.event_type {
+                EventType::Created => created += 1,
+                EventType::Updated => updated += 1,
+                EventType::Deleted => {}
+            }
+        }
+        for (t, n) in [(EventType::Created, created), (EventType::Updated, updated)] {
+            counter!(names::EVENTS, "job" => job.clone(), "type" => event_type_label(t))
+                .increment(n);
+        }
+        let lag = (self.committed_at - self.watermark).as_seconds_f64();
+        gauge!(names::WATERMARK_LAG, "job" => job.clone()).set(lag);
+        poll_finished(&job, PollResult::Committed, self.elapsed);
     }
 }
 
@@ -121,14 +151,13 @@ pub struct PollAborted<'a> {
 }
 
 impl PollAborted<'_> {
-    pub fn emit(self, metrics: &Metrics) {
+    pub fn emit(self) {
         warn!(
-            target: TARGET,
             message = "Transaction aborted; the window will be redone.",
             job = %self.job,
             error = %self.error,
         );
-        metrics.poll_finished(self.job, PollResult::Aborted, self.elapsed);
+        poll_finished(&self.job.to_string(), PollResult::Aborted, self.elapsed);
     }
 }
 
@@ -141,13 +170,185 @@ pub struct PollProducerFailed<'a> {
 }
 
 impl PollProducerFailed<'_> {
-    pub fn emit(self, metrics: &Metrics) {
+    pub fn emit(self) {
         warn!(
-            target: TARGET,
             message = "Producer fenced or broken; re-fencing the partition.",
             job = %self.job,
             error = %self.error,
         );
-        metrics.poll_finished(self.job, PollResult::Fatal, self.elapsed);
+        poll_finished(&self.job.to_string(), PollResult::Fatal, self.elapsed);
+    }
+}
+
+/// One Kafka transaction of a state partition ended (a poll, job starts or
+/// a token save).
+pub struct TransactionFinished {
+    pub result: TxnResult,
+    /// From begin to commit or abort.
+    pub elapsed: Duration,
+}
+
+impl TransactionFinished {
+    pub fn emit(self) {
+        counter!(names::TRANSACTIONS, "result" => self.result.as_str()).increment(1);
+        histogram!(names::COMMIT_DURATION).record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// What `/readyz` would say, as gauges.
+pub struct ReadinessChanged {
+    pub owned_partitions: usize,
+    pub ready: bool,
+}
+
+impl ReadinessChanged {
+    pub fn emit(self) {
+        gauge!(names::OWNED_PARTITIONS).set(self.owned_partitions as f64);
+        gauge!(names::READY).set(if self.ready { 1.0 } else { 0.0 });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use serde_json::value::RawValue;
+
+    use super::super::metrics::Metrics;
+    use super::*;
+    use crate::source::FailureKind;
+
+    #[test]
+    fn poll_events_count_what_they_report() {
+        let (recorder, m) = Metrics::isolated();
+        let job = JobId::new("shop", "orders");
+        let raw = RawValue::from_string("{}".into()).unwrap();
+        let change = |event_type| Change {
+            object_id: "1".into(),
+            event_type,
+            filter_date: Utc::now(),
+            raw: &raw,
+        };
+        let now = Utc::now();
+        metrics::with_local_recorder(&recorder, || {
+            WindowFetched {
+                job: &job,
+                stats: &FetchStats {
+                    requests: 3,
+                    throttled_waits: 1,
+                    status_counts: [(200, 2), (429, 1)].into(),
+                    ..FetchStats::default()
+                },
+            }
+            .emit();
+            PollCommitted {
+                job: &job,
+                poll_start: now,
+                records: 4,
+                pages: 2,
+                changes: &[change(EventType::Created), change(EventType::Updated)],
+                dead_letters: 1,
+                duplicates: 1,
+                watermark: now - TimeDelta::milliseconds(12_500),
+                committed_at: now,
+                elapsed: Duration::from_millis(250),
+            }
+            .emit();
+            PollFetchFailed {
+                job: &job,
+                error: &SourceError::new(FailureKind::Retriable, "HTTP 503"),
+                elapsed: Duration::from_millis(750),
+            }
+            .emit();
+            PollStarted {
+                job: &job,
+                since: now,
+                lateness: Duration::from_millis(30),
+            }
+            .emit();
+            TransactionFinished {
+                result: TxnResult::Committed,
+                elapsed: Duration::from_millis(4),
+            }
+            .emit();
+            ReadinessChanged {
+                owned_partitions: 1,
+                ready: true,
+            }
+            .emit();
+        });
+        let text = m.render();
+        for line in [
+            r#"event_poller_polls_total{job="shop/orders",outcome="committed"} 1"#,
+            r#"event_poller_polls_total{job="shop/orders",outcome="fetch_failed"} 1"#,
+            r#"event_poller_pages_total{job="shop/orders"} 2"#,
+            r#"event_poller_records_total{job="shop/orders"} 4"#,
+            r#"event_poller_events_total{job="shop/orders",type="created"} 1"#,
+            r#"event_poller_events_total{job="shop/orders",type="updated"} 1"#,
+            r#"event_poller_duplicates_skipped_total{job="shop/orders"} 1"#,
+            r#"event_poller_dead_letters_total{job="shop/orders"} 1"#,
+            r#"event_poller_watermark_lag_seconds{job="shop/orders"} 12.5"#,
+            r#"event_poller_http_responses_total{job="shop/orders",status="200"} 2"#,
+            r#"event_poller_http_responses_total{job="shop/orders",status="429"} 1"#,
+            r#"event_poller_throttle_waits_total{job="shop/orders"} 1"#,
+            r#"event_poller_transactions_total{result="committed"} 1"#,
+            r#"event_poller_transactions_total{result="aborted"} 0"#,
+            r#"event_poller_poll_duration_seconds_sum{job="shop/orders"} 1"#,
+            r#"event_poller_poll_duration_seconds_count{job="shop/orders"} 2"#,
+            r#"event_poller_poll_duration_seconds_bucket{job="shop/orders",le="0.25"} 1"#,
+            r#"event_poller_poll_duration_seconds_bucket{job="shop/orders",le="1"} 2"#,
+            r#"event_poller_schedule_lateness_seconds_bucket{le="0.05"} 1"#,
+            r#"event_poller_commit_duration_seconds_bucket{le="0.005"} 1"#,
+            "event_poller_owned_partitions 1",
+            "event_poller_ready 1",
+            "# TYPE event_poller_poll_duration_seconds histogram",
+            "# TYPE event_poller_watermark_lag_seconds gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_window_without_429_still_shows_a_zero_throttle_series() {
+        let (recorder, m) = Metrics::isolated();
+        let job = JobId::new("shop", "orders");
+        let stats = FetchStats {
+            status_counts: [(200, 1)].into(),
+            ..FetchStats::default()
+        };
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..2 {
+                WindowFetched {
+                    job: &job,
+                    stats: &stats,
+                }
+                .emit();
+            }
+        });
+        let text = m.render();
+        assert!(text.contains(r#"event_poller_throttle_waits_total{job="shop/orders"} 0"#));
+        assert!(
+            text.contains(r#"event_poller_http_responses_total{job="shop/orders",status="200"} 2"#)
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let (recorder, m) = Metrics::isolated();
+        let job = JobId::new("a\"b\\c", "d");
+        metrics::with_local_recorder(&recorder, || {
+            WindowFetched {
+                job: &job,
+                stats: &FetchStats::default(),
+            }
+            .emit();
+        });
+        let text = m.render();
+        assert!(
+            text.contains(r#"event_poller_throttle_waits_total{job="a\"b\\c/d"} 0"#),
+            "{text}"
+        );
     }
 }

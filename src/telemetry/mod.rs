@@ -1,10 +1,12 @@
 //! Logging set-up: `tracing` with JSON or pretty output, level from
 //! settings. Secrets never reach it: every secret type redacts its `Debug`.
 //!
-//! [`events`]: the typed events of the poll loop, each of which writes one
-//! log line and updates its metrics.
+//! - [`events`]: typed events, each of which writes one log line and
+//!   updates its metrics;
+//! - [`metrics`]: the Prometheus registry behind `/metrics`.
 
-pub mod events;
+pub(crate) mod events;
+pub(crate) mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -68,6 +68,7 @@ impl ConsumerContext for GroupContext {
             }
             let parts = partitions(tpl, &self.topic);
             info!(message = "State partitions assigned.", partitions = ?parts);
+            // A closed channel means the worker is stopping: nobody to tell.
             let _ = self.events.send(Ownership::Assigned(parts));
         }
     }

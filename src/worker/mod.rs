@@ -7,8 +7,10 @@
 //! - [`jobs`]: instances → jobs, by partition.
 //! - [`poll`]: one job's poll loop (fetch → detect → one transaction).
 //! - [`lane`]: the partition's transactional producer, taken in turns.
+//! - [`clock`]: wall-clock time, behind a seam for tests.
 //! - [`tokens`]: OAuth tokens sealed in the state partition.
 
+pub mod clock;
 pub mod jobs;
 pub mod lane;
 pub mod membership;
@@ -23,14 +25,13 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{Instrument, error, info, info_span};
 
 use crate::crypto::SealingKey;
 use crate::instance::Instance;
 use crate::kafka::KafkaClients;
-use crate::metrics::Metrics;
 use crate::ops::Readiness;
 use crate::publish::Topics;
 use crate::settings::Settings;
@@ -109,7 +110,6 @@ pub async fn run(
     config: WorkerConfig,
     instances: Vec<Arc<Instance>>,
     factory: Arc<dyn SourceFactory>,
-    metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
@@ -134,8 +134,8 @@ pub async fn run(
         permits: Arc::new(Semaphore::new(config.max_concurrent_polls)),
         config,
         factory,
-        metrics,
         readiness,
+        clock: Arc::new(clock::SystemClock),
     });
     let mut running: HashMap<i32, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     loop {
@@ -160,12 +160,10 @@ pub async fn run(
                     // "scheduled" first and be overwritten.
                     deps.readiness.taking_over(p);
                     let cancel = shutdown.child_token();
-                    let handle = tokio::spawn(run_partition(
-                        deps.clone(),
-                        p,
-                        part_jobs.clone(),
-                        cancel.clone(),
-                    ));
+                    let handle = tokio::spawn(
+                        run_partition(deps.clone(), p, part_jobs.clone(), cancel.clone())
+                            .instrument(info_span!("partition", partition = p)),
+                    );
                     running.insert(p, (cancel, handle));
                 }
             }
@@ -173,10 +171,11 @@ pub async fn run(
                 for p in parts {
                     if let Some((cancel, handle)) = running.remove(&p) {
                         cancel.cancel();
-                        let _ = handle.await;
+                        report_end(p, handle.await);
                     }
                     deps.readiness.released(p);
                 }
+                // The group thread may have given up waiting; that is fine.
                 let _ = done.send(());
             }
         }
@@ -185,8 +184,8 @@ pub async fn run(
     for (_, (cancel, _)) in running.iter() {
         cancel.cancel();
     }
-    for (_, (_, handle)) in running.drain() {
-        let _ = handle.await;
+    for (p, (_, handle)) in running.drain() {
+        report_end(p, handle.await);
     }
     // Nobody answers revocations any more: the leave must not wait for us.
     drop(ownership);
@@ -194,4 +193,12 @@ pub async fn run(
     membership.leave().await;
     info!(message = "Worker stopped.");
     Ok(())
+}
+
+/// A partition task that panicked is a bug: say so, with the partition,
+/// rather than dropping the news with the handle.
+fn report_end(partition: i32, ended: Result<(), JoinError>) {
+    if let Err(e) = ended {
+        error!(message = "Partition task failed.", partition, error = %e);
+    }
 }

@@ -8,13 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::metrics::Metrics;
 use crate::ops::Readiness;
 use crate::publish::{Batch, PartitionProducer, Topics};
 use crate::state::restore_partition;
@@ -23,8 +21,9 @@ use crate::state::{Checkpoint, StateKey};
 use crate::source::{Source, SourceFactory};
 
 use super::WorkerConfig;
+use super::clock::Clock;
 use super::jobs::Job;
-use super::lane::Lane;
+use super::lane::{Commit, Lane};
 use super::poll::{JobRunner, PollSettings};
 use super::tokens::TokenVault;
 
@@ -35,9 +34,9 @@ pub struct PartitionDeps {
     pub poll: Arc<PollSettings>,
     pub permits: Arc<Semaphore>,
     pub factory: Arc<dyn SourceFactory>,
-    pub metrics: Arc<Metrics>,
     /// Told when a partition is taken over, scheduled and released.
     pub readiness: Arc<Readiness>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Runs `partition` until `cancel`; starts over (fence, restore) whenever
@@ -79,7 +78,7 @@ async fn own(
         PartitionProducer::fence(&config.kafka, &config.group, deps.topics.clone(), partition)
             .await?
             .with_hold_open(config.hold_transactions_open);
-    let lane = Arc::new(Lane::new(producer, deps.metrics.clone()));
+    let lane: Arc<dyn Commit> = Arc::new(Lane::new(producer));
     let restored = restore_partition(
         &config.kafka,
         &deps.topics.state,
@@ -106,7 +105,7 @@ async fn own(
     // A new job's starting point is committed before its first poll, so a
     // crash before that poll cannot move it.
     let mut checkpoints = restored.checkpoints;
-    let now = Utc::now();
+    let now = deps.clock.now();
     let mut fresh = Vec::new();
     for job in jobs {
         if !checkpoints.contains_key(&job.id) {
@@ -150,12 +149,13 @@ async fn own(
             checkpoint,
             resume: None,
             source,
-            lane: lane.clone(),
+            commit: lane.clone(),
+            clock: deps.clock.clone(),
             permits: deps.permits.clone(),
             settings: deps.poll.clone(),
-            metrics: deps.metrics.clone(),
         };
-        tasks.spawn(runner.run(stop.clone(), refence.clone()));
+        let span = info_span!("job", job = %job.id);
+        tasks.spawn(runner.run(stop.clone(), refence.clone()).instrument(span));
     }
     deps.readiness.scheduled(partition);
     tokio::select! {
@@ -163,6 +163,10 @@ async fn own(
         () = refence.cancelled() => {}
     }
     stop.cancel();
-    while tasks.join_next().await.is_some() {}
+    while let Some(ended) = tasks.join_next().await {
+        if let Err(e) = ended {
+            error!(message = "Job task failed.", partition, error = %e);
+        }
+    }
     Ok(())
 }

@@ -2,6 +2,10 @@
 //! events, dead letters and new checkpoint in one transaction. Cancellation
 //! is observed only while waiting, never inside a poll: a poll ends
 //! committed or aborted.
+//!
+//! The loop talks to a [`Source`] on one side and a [`Commit`] on the
+//! other, and reads time from a [`Clock`], so that its schedule is
+//! unit-tested with fakes and tokio's paused time (below).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,23 +14,22 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
+use crate::backoff::Backoff;
 use crate::detect::{self, Bounds};
 use crate::event::{EventContext, dead_letter_record, event_record};
 use crate::javadate::Zone;
-use crate::metrics::Metrics;
 use crate::publish::{Batch, PublishError};
+use crate::source::{FailureKind, FetchRequest, Source};
 use crate::state::{Checkpoint, StateKey};
 use crate::telemetry::events::{
-    PollAborted, PollCommitted, PollFetchFailed, PollProducerFailed, WindowFetched,
+    PollAborted, PollCommitted, PollFetchFailed, PollProducerFailed, PollStarted, WindowFetched,
 };
 
-use crate::backoff::Backoff;
-use crate::source::{FailureKind, FetchRequest, Source};
-
+use super::clock::Clock;
 use super::jobs::Job;
-use super::lane::Lane;
+use super::lane::Commit;
 
 /// Settings every job of a worker shares.
 #[derive(Debug, Clone)]
@@ -40,7 +43,7 @@ pub struct PollSettings {
 }
 
 /// How a poll ended.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollOutcome {
     /// Committed; `truncated` asks for the next poll at once.
     Committed { events: usize, truncated: bool },
@@ -62,10 +65,19 @@ pub struct JobRunner {
     /// the window is redone from the checkpoint.
     pub resume: Option<(DateTime<Utc>, String)>,
     pub source: Arc<dyn Source>,
-    pub lane: Arc<Lane>,
+    pub commit: Arc<dyn Commit>,
     pub permits: Arc<Semaphore>,
     pub settings: Arc<PollSettings>,
-    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What the loop does after a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Poll again at this time.
+    At(DateTime<Utc>),
+    /// Stop: the partition must be fenced and restored again.
+    Refence,
 }
 
 impl JobRunner {
@@ -76,7 +88,7 @@ impl JobRunner {
         let mut due = self.first_due(interval);
         let mut failures: u32 = 0;
         loop {
-            let wait = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let wait = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
@@ -86,38 +98,24 @@ impl JobRunner {
                 p = self.permits.clone().acquire_owned() => p,
             };
             let Ok(_permit) = permit else { return };
-            let started = Utc::now();
-            let outcome = self.poll_once(started).await;
-            due = match outcome {
-                PollOutcome::Committed {
-                    truncated: true, ..
-                } => {
-                    failures = 0;
-                    Utc::now()
-                }
-                PollOutcome::Committed { .. } => {
-                    failures = 0;
-                    next_due(started, interval)
-                }
-                PollOutcome::FetchFailed(kind) => {
-                    failures = failures.saturating_add(1);
-                    Utc::now() + retry_delay(kind, self.settings.retry_min, interval, failures)
-                }
-                PollOutcome::Aborted => {
-                    failures = failures.saturating_add(1);
-                    Utc::now()
-                        + retry_delay(
-                            FailureKind::Retriable,
-                            self.settings.retry_min,
-                            interval,
-                            failures,
-                        )
-                }
-                PollOutcome::Fatal => {
+            let started = self.clock.now();
+            let lateness = (started - due).to_std().unwrap_or(Duration::ZERO);
+            let outcome = self.poll_once(started, lateness).await;
+            let next = schedule(
+                outcome,
+                started,
+                self.clock.now(),
+                interval,
+                self.settings.retry_min,
+                &mut failures,
+            );
+            match next {
+                Next::At(at) => due = at,
+                Next::Refence => {
                     refence.cancel();
                     return;
                 }
-            };
+            }
         }
     }
 
@@ -126,12 +124,13 @@ impl JobRunner {
     fn first_due(&self, interval: Duration) -> DateTime<Utc> {
         match self.checkpoint.last_poll_start {
             Some(last) => next_due(last, interval),
-            None => Utc::now(),
+            None => self.clock.now(),
         }
     }
 
-    /// One poll: fetch, detect, commit. Public for tests and `poll --once`.
-    pub async fn poll_once(&mut self, started: DateTime<Utc>) -> PollOutcome {
+    /// One poll that began at `started`, `lateness` after it was due:
+    /// fetch, detect, commit.
+    pub async fn poll_once(&mut self, started: DateTime<Utc>, lateness: Duration) -> PollOutcome {
         let timer = Instant::now();
         let job = &self.job;
         let resource = job.resource();
@@ -158,7 +157,12 @@ impl JobRunner {
                 .url
                 .render(window.start, &self.settings.service_zone),
         };
-        debug!(message = "Polling.", job = %job.id, since = %window.start);
+        PollStarted {
+            job: &job.id,
+            since: window.start,
+            lateness,
+        }
+        .emit();
         let request = FetchRequest {
             url,
             page_size: resource.page_size,
@@ -171,13 +175,13 @@ impl JobRunner {
                     job: &job.id,
                     stats: &failure.stats,
                 }
-                .emit(&self.metrics);
+                .emit();
                 PollFetchFailed {
                     job: &job.id,
                     error: &failure.error,
                     elapsed: timer.elapsed(),
                 }
-                .emit(&self.metrics);
+                .emit();
                 // Nothing of this step was published: it can be retried.
                 self.resume = resume;
                 return PollOutcome::FetchFailed(failure.error.kind());
@@ -187,7 +191,7 @@ impl JobRunner {
             job: &job.id,
             stats: &fetched.stats,
         }
-        .emit(&self.metrics);
+        .emit();
         window.not_before = detect::job_start_on_provider_clock(
             self.checkpoint.started_from,
             started,
@@ -221,7 +225,7 @@ impl JobRunner {
                 Some(detected.next.encode()),
             )],
         };
-        match self.lane.commit(batch).await {
+        match self.commit.commit(batch).await {
             Ok(()) => {
                 PollCommitted {
                     job: &job.id,
@@ -232,9 +236,10 @@ impl JobRunner {
                     dead_letters: detected.dead.len(),
                     duplicates: detected.duplicates,
                     watermark: detected.next.watermark,
+                    committed_at: self.clock.now(),
                     elapsed: timer.elapsed(),
                 }
-                .emit(&self.metrics);
+                .emit();
                 self.checkpoint = detected.next;
                 self.resume = if fetched.truncated {
                     fetched.resume_url.clone().map(|u| (window.start, u))
@@ -252,7 +257,7 @@ impl JobRunner {
                     error: &error,
                     elapsed: timer.elapsed(),
                 }
-                .emit(&self.metrics);
+                .emit();
                 PollOutcome::Fatal
             }
             Err(error) => {
@@ -261,10 +266,52 @@ impl JobRunner {
                     error: &error,
                     elapsed: timer.elapsed(),
                 }
-                .emit(&self.metrics);
+                .emit();
                 PollOutcome::Aborted
             }
         }
+    }
+}
+
+/// When to poll after `outcome` of the poll that began at `started`;
+/// `failures` counts failed polls in a row. A truncated window continues
+/// at once; a committed one waits an interval from its start (so the
+/// rhythm does not drift by the poll's duration); a failed one backs off by
+/// what failed ([`retry_delay`]).
+fn schedule(
+    outcome: PollOutcome,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+    interval: Duration,
+    retry_min: Duration,
+    failures: &mut u32,
+) -> Next {
+    let after = |delay: TimeDelta| Next::At(now.checked_add_signed(delay).unwrap_or(now));
+    match outcome {
+        PollOutcome::Committed {
+            truncated: true, ..
+        } => {
+            *failures = 0;
+            Next::At(now)
+        }
+        PollOutcome::Committed { .. } => {
+            *failures = 0;
+            Next::At(next_due(started, interval))
+        }
+        PollOutcome::FetchFailed(kind) => {
+            *failures = failures.saturating_add(1);
+            after(retry_delay(kind, retry_min, interval, *failures))
+        }
+        PollOutcome::Aborted => {
+            *failures = failures.saturating_add(1);
+            after(retry_delay(
+                FailureKind::Retriable,
+                retry_min,
+                interval,
+                *failures,
+            ))
+        }
+        PollOutcome::Fatal => Next::Refence,
     }
 }
 
@@ -274,7 +321,8 @@ fn next_due(from: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
     let base = interval.as_secs_f64();
     let jitter = rand::rng().random_range(-0.1..=0.1) * base;
     let secs = (base + jitter).max(0.0);
-    from + TimeDelta::milliseconds((secs * 1000.0) as i64)
+    from.checked_add_signed(TimeDelta::milliseconds((secs * 1000.0) as i64))
+        .unwrap_or(from)
 }
 
 /// The longest wait before polling again after a failure: an instance that
@@ -301,7 +349,8 @@ fn retry_delay(kind: FailureKind, min: Duration, interval: Duration, failures: u
             Backoff::new(first, LONGEST_RETRY.max(first)).delay(failures)
         }
     };
-    TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX)
+    // At most an hour or a 31-day interval: always within TimeDelta.
+    TimeDelta::from_std(wait).unwrap_or(TimeDelta::hours(1))
 }
 
 #[cfg(test)]
@@ -343,5 +392,328 @@ mod tests {
         assert_eq!(ms(asked(90), 1), 90_000);
         assert_eq!(ms(asked(0), 1), 1_000);
         assert_eq!(ms(asked(u64::MAX), 1), 3_600_000);
+    }
+
+    /// The loop against fakes: a source that answers from a script, a
+    /// commit that records batches, and a clock that follows tokio's paused
+    /// timer, so that waits are exact and take no real time.
+    mod with_fakes {
+        use std::collections::VecDeque;
+        use std::path::Path;
+        use std::sync::Mutex;
+
+        use futures::future::BoxFuture;
+        use rdkafka::error::KafkaError;
+        use serde_json::value::RawValue;
+        use tokio::time::Instant as TokioInstant;
+
+        use super::*;
+        use crate::instance::parse_str;
+        use crate::source::{FetchFailure, Fetched, SourceError};
+        use crate::worker::jobs::jobs_by_partition;
+
+        fn origin() -> DateTime<Utc> {
+            DateTime::parse_from_rfc3339("2024-06-01T12:00:00Z")
+                .unwrap()
+                .to_utc()
+        }
+
+        struct TestClock {
+            start: TokioInstant,
+        }
+
+        impl Clock for TestClock {
+            fn now(&self) -> DateTime<Utc> {
+                origin() + TimeDelta::from_std(self.start.elapsed()).unwrap()
+            }
+        }
+
+        type Answer = Result<Fetched, FetchFailure>;
+
+        /// Answers windows from a script (then empty windows) and notes
+        /// when each request came and what it asked for.
+        #[derive(Default)]
+        struct FakeSource {
+            answers: Mutex<VecDeque<Answer>>,
+            calls: Mutex<Vec<(TokioInstant, FetchRequest)>>,
+        }
+
+        impl Source for FakeSource {
+            fn fetch(&self, request: FetchRequest) -> BoxFuture<'_, Answer> {
+                self.calls
+                    .lock()
+                    .unwrap()
+                    .push((TokioInstant::now(), request));
+                let answer = self.answers.lock().unwrap().pop_front();
+                Box::pin(async move { answer.unwrap_or_else(|| Ok(Fetched::default())) })
+            }
+        }
+
+        impl FakeSource {
+            /// Seconds between consecutive requests.
+            fn gaps(&self) -> Vec<f64> {
+                let calls = self.calls.lock().unwrap();
+                calls
+                    .windows(2)
+                    .map(|w| (w[1].0 - w[0].0).as_secs_f64())
+                    .collect()
+            }
+        }
+
+        /// Commits (or fails) as scripted, keeping every batch.
+        #[derive(Default)]
+        struct FakeCommit {
+            answers: Mutex<VecDeque<Result<(), PublishError>>>,
+            batches: Mutex<Vec<Batch>>,
+        }
+
+        impl Commit for FakeCommit {
+            fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), PublishError>> {
+                self.batches.lock().unwrap().push(batch);
+                let answer = self.answers.lock().unwrap().pop_front().unwrap_or(Ok(()));
+                Box::pin(async move { answer })
+            }
+        }
+
+        struct Harness {
+            source: Arc<FakeSource>,
+            commit: Arc<FakeCommit>,
+            runner: JobRunner,
+        }
+
+        fn harness(answers: Vec<Answer>, commits: Vec<Result<(), PublishError>>) -> Harness {
+            let text = r#"{"element":{"key":"infusionsoftecommerce"},"name":"shop",
+              "configuration":{"event.notification.enabled":"true",
+                "event.poller.refresh_interval_seconds":"60",
+                "event.poller.configuration":{"orders":{
+                  "url":"/hubs/ecommerce/orders?where=since='${date:yyyy-MM-dd'T'HH:mm:ssXXX}'",
+                  "idField":"id",
+                  "datesConfiguration":{
+                    "updatedAtField":"modification_date","updatedAtFormat":"yyyy-MM-dd'T'HH:mm:ssXXX",
+                    "createdAtField":"creation_date","createdAtFormat":"yyyy-MM-dd'T'HH:mm:ssXXX"}}}}}"#;
+            let instance = Arc::new(parse_str(Path::new("shop.json"), text).unwrap());
+            let job = jobs_by_partition(&[instance], 1)
+                .remove(&0)
+                .unwrap()
+                .remove(0);
+            let source = Arc::new(FakeSource {
+                answers: Mutex::new(answers.into()),
+                ..FakeSource::default()
+            });
+            let commit = Arc::new(FakeCommit {
+                answers: Mutex::new(commits.into()),
+                ..FakeCommit::default()
+            });
+            let runner = JobRunner {
+                checkpoint: Checkpoint::starting(job.id.clone(), origin() - TimeDelta::minutes(10)),
+                job,
+                resume: None,
+                source: source.clone(),
+                commit: commit.clone(),
+                permits: Arc::new(Semaphore::new(1)),
+                settings: Arc::new(PollSettings {
+                    overlap: TimeDelta::seconds(60),
+                    service_zone: Zone::Utc,
+                    retry_min: Duration::from_secs(1),
+                }),
+                clock: Arc::new(TestClock {
+                    start: TokioInstant::now(),
+                }),
+            };
+            Harness {
+                source,
+                commit,
+                runner,
+            }
+        }
+
+        /// An order created and last changed `minutes_ago` before the origin.
+        fn order(id: u32, minutes_ago: i64) -> Box<RawValue> {
+            let at = (origin() - TimeDelta::minutes(minutes_ago)).to_rfc3339();
+            RawValue::from_string(format!(
+                r#"{{"id":{id},"creation_date":"{at}","modification_date":"{at}"}}"#
+            ))
+            .unwrap()
+        }
+
+        fn window(records: Vec<Box<RawValue>>) -> Answer {
+            Ok(Fetched {
+                pages: 1,
+                records,
+                ..Fetched::default()
+            })
+        }
+
+        fn failure(kind: FailureKind) -> Answer {
+            Err(FetchFailure {
+                error: SourceError::new(kind, "scripted failure"),
+                stats: Default::default(),
+            })
+        }
+
+        /// Runs the job loop for `span` of paused time.
+        async fn run_for(runner: JobRunner, span: Duration) -> CancellationToken {
+            let (cancel, refence) = (CancellationToken::new(), CancellationToken::new());
+            let task = tokio::spawn(runner.run(cancel.clone(), refence.clone()));
+            tokio::time::sleep(span).await;
+            cancel.cancel();
+            task.await.unwrap();
+            refence
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_poll_commits_its_events_and_checkpoint_in_one_batch() {
+            let mut h = harness(vec![window(vec![order(1, 5), order(2, 3)])], vec![]);
+            let outcome = h.runner.poll_once(origin(), Duration::ZERO).await;
+            assert_eq!(
+                outcome,
+                PollOutcome::Committed {
+                    events: 2,
+                    truncated: false
+                }
+            );
+            let batches = h.commit.batches.lock().unwrap();
+            let [batch] = batches.as_slice() else {
+                panic!("one transaction expected, got {}", batches.len());
+            };
+            assert_eq!(batch.events.len(), 2);
+            assert!(batch.dead_letters.is_empty());
+            let [(key, Some(value))] = batch.state.as_slice() else {
+                panic!("one checkpoint expected: {:?}", batch.state);
+            };
+            assert_eq!(key, "job/shop/orders");
+            let committed = Checkpoint::decode(key, value).unwrap();
+            assert_eq!(committed.watermark, origin() - TimeDelta::minutes(3));
+            assert_eq!(
+                committed, h.runner.checkpoint,
+                "the loop keeps what it committed"
+            );
+            // The window asked for what the checkpoint said: since the job
+            // start minus the overlap, by keyset on the updated date.
+            let calls = h.source.calls.lock().unwrap();
+            assert!(
+                calls[0].1.url.contains("since='2024-06-01T11:49:00Z'"),
+                "{}",
+                calls[0].1.url
+            );
+            assert!(calls[0].1.keyset.is_some());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_failed_fetch_backs_off_by_what_failed() {
+            let transient = harness(
+                vec![
+                    failure(FailureKind::Retriable),
+                    failure(FailureKind::Retriable),
+                    window(vec![]),
+                ],
+                vec![],
+            );
+            run_for(transient.runner, Duration::from_secs(70)).await;
+            let gaps = transient.source.gaps();
+            assert!((0.5..=1.0).contains(&gaps[0]), "first retry {gaps:?}");
+            assert!((1.0..=2.0).contains(&gaps[1]), "second retry {gaps:?}");
+            // Success: back to the interval, ±10 %.
+            assert!((54.0..=66.0).contains(&gaps[2]), "after success {gaps:?}");
+            assert!(!transient.commit.batches.lock().unwrap().is_empty());
+
+            // A refused grant is not a 503: the next try is an interval
+            // away, and the one after that further still.
+            let refused = harness(
+                vec![
+                    failure(FailureKind::Reauthorize),
+                    failure(FailureKind::Reauthorize),
+                ],
+                vec![],
+            );
+            run_for(refused.runner, Duration::from_secs(200)).await;
+            let gaps = refused.source.gaps();
+            assert!((30.0..=60.0).contains(&gaps[0]), "{gaps:?}");
+            assert!((60.0..=120.0).contains(&gaps[1]), "{gaps:?}");
+
+            // A throttle is waited out as the provider asked.
+            let throttled = harness(
+                vec![failure(FailureKind::Throttled {
+                    retry_after: Some(Duration::from_secs(90)),
+                })],
+                vec![],
+            );
+            run_for(throttled.runner, Duration::from_secs(100)).await;
+            assert_eq!(throttled.source.gaps()[0], 90.0);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_truncated_window_is_continued_at_once_from_its_resume_url() {
+            let resume = "http://keap.test/crm/rest/v1/orders?since=x&offset=2".to_string();
+            let h = harness(
+                vec![
+                    Ok(Fetched {
+                        pages: 100,
+                        records: vec![order(1, 5), order(2, 5)],
+                        truncated: true,
+                        resume_url: Some(resume.clone()),
+                        ..Fetched::default()
+                    }),
+                    window(vec![order(3, 5)]),
+                ],
+                vec![],
+            );
+            run_for(h.runner, Duration::from_secs(30)).await;
+            let calls = h.source.calls.lock().unwrap();
+            assert_eq!(
+                calls.len(),
+                2,
+                "continued once, then waits for the interval"
+            );
+            assert_eq!(calls[1].0, calls[0].0, "continued without waiting");
+            assert_eq!(calls[1].1.url, resume);
+            let events: usize = h
+                .commit
+                .batches
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|b| b.events.len())
+                .sum();
+            assert_eq!(events, 3);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_fatal_publish_error_stops_the_job_and_asks_for_a_refence() {
+            let h = harness(
+                vec![window(vec![order(1, 5)])],
+                vec![Err(PublishError::Fatal(KafkaError::Canceled))],
+            );
+            let (cancel, refence) = (CancellationToken::new(), CancellationToken::new());
+            // Ends by itself, before anyone cancels it.
+            tokio::time::timeout(
+                Duration::from_secs(3600),
+                h.runner.run(cancel.clone(), refence.clone()),
+            )
+            .await
+            .expect("the job loop ends on a fatal error");
+            assert!(refence.is_cancelled());
+            assert!(!cancel.is_cancelled());
+            assert_eq!(h.source.calls.lock().unwrap().len(), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_aborted_transaction_redoes_the_same_window_soon() {
+            let h = harness(
+                vec![window(vec![order(1, 5)]), window(vec![order(1, 5)])],
+                vec![Err(PublishError::MustAbort(KafkaError::Canceled))],
+            );
+            run_for(h.runner, Duration::from_secs(5)).await;
+            let calls = h.source.calls.lock().unwrap();
+            assert_eq!(calls.len(), 2);
+            assert_eq!(calls[0].1.url, calls[1].1.url, "the same window again");
+            assert!((calls[1].0 - calls[0].0) <= Duration::from_secs(1));
+            let batches = h.commit.batches.lock().unwrap();
+            assert_eq!(batches.len(), 2);
+            assert_eq!(
+                batches[1].events, batches[0].events,
+                "the same events again"
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::publish::{Batch, PublishError};
 use crate::source::{CredentialStore, StoreError};
 use crate::state::StateKey;
 
-use super::lane::Lane;
+use super::lane::Commit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -34,7 +34,7 @@ pub enum VaultError {
 /// Token sets of the instances of one state partition.
 pub struct TokenVault {
     key: Option<SealingKey>,
-    lane: Arc<Lane>,
+    lane: Arc<dyn Commit>,
     /// Latest sealed token set by instance: restored, then as saved.
     sealed: Mutex<HashMap<String, Vec<u8>>>,
 }
@@ -42,7 +42,7 @@ pub struct TokenVault {
 impl TokenVault {
     pub fn new(
         key: Option<SealingKey>,
-        lane: Arc<Lane>,
+        lane: Arc<dyn Commit>,
         restored: HashMap<String, Vec<u8>>,
     ) -> Self {
         Self {

@@ -1,0 +1,307 @@
+//! The worker's Prometheus metrics: written through the `metrics` facade by
+//! the typed events ([`super::events`]), kept and rendered (text format
+//! 0.0.4) by `metrics-exporter-prometheus`.
+//!
+//! Labels come from a fixed vocabulary whose values are bounded by
+//! configuration or by enums: `job` (`instance/resource`, one per
+//! configured job), `outcome`, `result`, `type` (event type), `kind`
+//! (failure class) and `status` (HTTP status code). Nothing derived from
+//! provider data (ids, URLs, error texts) or from secrets ever becomes a
+//! label. Every update happens once per poll or transaction, never per
+//! record.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::event::EventType;
+
+/// `Content-Type` of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Metric names, as the README documents them.
+pub mod names {
+    pub const POLLS: &str = "event_poller_polls_total";
+    pub const PAGES: &str = "event_poller_pages_total";
+    pub const RECORDS: &str = "event_poller_records_total";
+    pub const EVENTS: &str = "event_poller_events_total";
+    pub const DUPLICATES: &str = "event_poller_duplicates_skipped_total";
+    pub const DEAD_LETTERS: &str = "event_poller_dead_letters_total";
+    pub const WATERMARK_LAG: &str = "event_poller_watermark_lag_seconds";
+    pub const POLL_DURATION: &str = "event_poller_poll_duration_seconds";
+    pub const SCHEDULE_LATENESS: &str = "event_poller_schedule_lateness_seconds";
+    pub const HTTP_RESPONSES: &str = "event_poller_http_responses_total";
+    pub const THROTTLE_WAITS: &str = "event_poller_throttle_waits_total";
+    pub const TRANSACTIONS: &str = "event_poller_transactions_total";
+    pub const COMMIT_DURATION: &str = "event_poller_commit_duration_seconds";
+    pub const OWNED_PARTITIONS: &str = "event_poller_owned_partitions";
+    pub const READY: &str = "event_poller_ready";
+}
+
+/// A poll spans one request to a full window of pages and a commit: from
+/// 10 ms to minutes (a window waiting out a throttle).
+const POLL_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// A transaction commits in milliseconds on a healthy broker (4–40 ms
+/// measured locally) and takes up to the transaction timeout when not.
+const COMMIT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// How late a poll starts after it was due: zero when the worker keeps up,
+/// intervals' worth when it falls behind.
+const LATENESS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
+/// How a poll ended (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollResult {
+    Committed,
+    FetchFailed,
+    Aborted,
+    Fatal,
+}
+
+impl PollResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollResult::Committed => "committed",
+            PollResult::FetchFailed => "fetch_failed",
+            PollResult::Aborted => "aborted",
+            PollResult::Fatal => "fatal",
+        }
+    }
+}
+
+/// How a Kafka transaction ended (the `result` label). `Aborted` means
+/// "not committed": aborted, or lost with a fenced or broken producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnResult {
+    Committed,
+    Aborted,
+}
+
+impl TxnResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnResult::Committed => "committed",
+            TxnResult::Aborted => "aborted",
+        }
+    }
+}
+
+/// The `type` label of an event: the lower-case event type, as in `ce_type`.
+pub fn event_type_label(t: EventType) -> &'static str {
+    match t {
+        EventType::Created => "created",
+        EventType::Updated => "updated",
+        EventType::Deleted => "deleted",
+    }
+}
+
+/// The rendering side of the registry. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// The process-wide registry: installed as the global recorder on the
+    /// first call, the same one on every later call.
+    pub fn install() -> Metrics {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        let handle = HANDLE.get_or_init(|| {
+            let recorder = recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                // Only another registry installed by an embedding program
+                // can be there first; then this one stays empty.
+                tracing::warn!(
+                    message = "A metrics recorder was already installed; /metrics serves none."
+                );
+            }
+            describe();
+            handle
+        });
+        Metrics {
+            handle: handle.clone(),
+        }
+    }
+
+    /// A registry of its own, not installed: emit into it inside
+    /// `metrics::with_local_recorder(&recorder, …)`.
+    #[cfg(test)]
+    pub fn isolated() -> (PrometheusRecorder, Metrics) {
+        let recorder = recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, describe);
+        (recorder, Metrics { handle })
+    }
+
+    /// Every family in the text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Folds recorded histogram samples into their buckets. Rendering does
+    /// it too; call this periodically so that an unscraped worker does not
+    /// keep every sample.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+fn recorder() -> PrometheusRecorder {
+    let buckets = [
+        (names::POLL_DURATION, POLL_BUCKETS),
+        (names::COMMIT_DURATION, COMMIT_BUCKETS),
+        (names::SCHEDULE_LATENESS, LATENESS_BUCKETS),
+    ];
+    let mut builder = PrometheusBuilder::new();
+    for (name, values) in buckets {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.to_string()), values)
+            .expect("bucket lists are non-empty constants");
+    }
+    builder.build_recorder()
+}
+
+/// Help texts, and the series that must exist before anything happened
+/// (so that `rate()` and alerts see a zero rather than no series).
+fn describe() {
+    use names::*;
+    describe_counter!(
+        POLLS,
+        "Polls by outcome (committed, fetch_failed, aborted, fatal)."
+    );
+    describe_counter!(PAGES, "Pages fetched by committed polls.");
+    describe_counter!(
+        RECORDS,
+        "Provider records read by committed polls (duplicates included)."
+    );
+    describe_counter!(EVENTS, "Change events published, by event type.");
+    describe_counter!(
+        DUPLICATES,
+        "Records skipped because an earlier poll already published them."
+    );
+    describe_counter!(DEAD_LETTERS, "Records published to the dead-letter topic.");
+    describe_gauge!(
+        WATERMARK_LAG,
+        Unit::Seconds,
+        "Seconds between the last commit and the newest change it had published (the watermark); grows while a resource has no changes."
+    );
+    describe_histogram!(
+        POLL_DURATION,
+        Unit::Seconds,
+        "Duration of polls (fetch, detect, commit), any outcome."
+    );
+    describe_histogram!(
+        SCHEDULE_LATENESS,
+        Unit::Seconds,
+        "How long after it was due a poll started (waiting for a poll permit included)."
+    );
+    describe_counter!(
+        HTTP_RESPONSES,
+        "Provider API responses by HTTP status (token requests not included)."
+    );
+    describe_counter!(
+        THROTTLE_WAITS,
+        "HTTP 429 answers waited out before retrying."
+    );
+    describe_counter!(
+        TRANSACTIONS,
+        "Kafka transactions by result (aborted: not committed)."
+    );
+    describe_histogram!(
+        COMMIT_DURATION,
+        Unit::Seconds,
+        "Duration of Kafka transactions, from begin to commit or abort."
+    );
+    describe_gauge!(
+        OWNED_PARTITIONS,
+        "State partitions this worker owns (and so whose jobs it polls)."
+    );
+    describe_gauge!(READY, "1 while /readyz answers 200.");
+    for result in [TxnResult::Committed, TxnResult::Aborted] {
+        metrics::counter!(TRANSACTIONS, "result" => result.as_str()).increment(0);
+    }
+    metrics::gauge!(OWNED_PARTITIONS).set(0.0);
+    metrics::gauge!(READY).set(0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_exist_from_the_start_with_help_and_type() {
+        let (_recorder, metrics) = Metrics::isolated();
+        let text = metrics.render();
+        for line in [
+            "# TYPE event_poller_transactions_total counter",
+            r#"event_poller_transactions_total{result="committed"} 0"#,
+            r#"event_poller_transactions_total{result="aborted"} 0"#,
+            "# TYPE event_poller_ready gauge",
+            "event_poller_ready 0",
+            "event_poller_owned_partitions 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(text.contains("# HELP event_poller_ready 1 while /readyz answers 200."));
+    }
+
+    #[test]
+    fn histograms_have_their_buckets() {
+        let (recorder, metrics) = Metrics::isolated();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!(names::COMMIT_DURATION).record(0.004);
+            metrics::histogram!(names::SCHEDULE_LATENESS).record(2.0);
+            metrics::histogram!(names::POLL_DURATION, "job" => "shop/orders").record(0.3);
+        });
+        let text = metrics.render();
+        for line in [
+            "# TYPE event_poller_commit_duration_seconds histogram",
+            r#"event_poller_commit_duration_seconds_bucket{le="0.0025"} 0"#,
+            r#"event_poller_commit_duration_seconds_bucket{le="0.005"} 1"#,
+            r#"event_poller_commit_duration_seconds_bucket{le="+Inf"} 1"#,
+            r#"event_poller_schedule_lateness_seconds_bucket{le="1"} 0"#,
+            r#"event_poller_schedule_lateness_seconds_bucket{le="5"} 1"#,
+            r#"event_poller_poll_duration_seconds_bucket{job="shop/orders",le="0.5"} 1"#,
+            r#"event_poller_poll_duration_seconds_count{job="shop/orders"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn isolated_registries_do_not_see_each_other() {
+        let (a, ma) = Metrics::isolated();
+        let (_b, mb) = Metrics::isolated();
+        metrics::with_local_recorder(&a, || {
+            metrics::counter!(names::PAGES, "job" => "x/y").increment(3);
+        });
+        assert!(
+            ma.render()
+                .contains(r#"event_poller_pages_total{job="x/y"} 3"#)
+        );
+        assert!(!mb.render().contains("event_poller_pages_total"));
+    }
+}
