@@ -217,14 +217,18 @@ mod tests {
         RawValue::from_string(s.to_string()).unwrap()
     }
 
+    fn context<'a>(job: &'a JobId, callback_url: Option<&'a str>) -> EventContext<'a> {
+        EventContext {
+            job,
+            element_key: "infusionsoftecommerce",
+            callback_url,
+        }
+    }
+
     #[test]
     fn event_value_keeps_the_raw_record_byte_for_byte() {
         let job = JobId::new("shop", "orders");
-        let ctx = EventContext {
-            job: &job,
-            element_key: "infusionsoftecommerce",
-            callback_url: Some("https://example.test/cb"),
-        };
+        let ctx = context(&job, Some("https://example.test/cb"));
         let r = raw(
             r#"{"id":7,"total":1.10,"big":12345678901234567890,"modification_date":"2024-01-01T00:00:00.000+0000"}"#,
         );
@@ -277,11 +281,7 @@ mod tests {
     #[test]
     fn dead_letters_carry_reason_and_raw() {
         let job = JobId::new("shop", "orders");
-        let ctx = EventContext {
-            job: &job,
-            element_key: "k",
-            callback_url: None,
-        };
+        let ctx = context(&job, None);
         let r = raw(r#"{"title":"no id"}"#);
         let dead = DeadRecord {
             object_id: None,

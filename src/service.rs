@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -13,8 +12,9 @@ use crate::instance::Instance;
 use crate::ops::{OpsState, Readiness};
 use crate::provider::HttpSources;
 use crate::settings::Settings;
+use crate::source::SourceError;
 use crate::telemetry::metrics::Metrics;
-use crate::worker::WorkerConfig;
+use crate::worker::{WorkerConfig, WorkerError};
 
 /// How often recorded histogram samples are folded into their buckets when
 /// nobody scrapes `/metrics`: often enough that a busy worker keeps few.
@@ -23,6 +23,26 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// How long the ops endpoint may take to finish its requests once the
 /// worker stopped; a scraper holding a request open must not delay exit.
 const OPS_DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(
+        "STATE_ENCRYPTION_KEY is not set, but instance {instance} ({file}) uses OAuth: its tokens are \
+         kept sealed in the state topic (set a base64 32-byte key, e.g. `openssl rand -base64 32`)"
+    )]
+    NoSealingKey { instance: String, file: String },
+    #[error("OPS_LISTEN={address}: cannot listen")]
+    OpsListen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP sources")]
+    Sources(#[source] SourceError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
 
 /// Runs the poll worker and the ops endpoint until `shutdown`. The ops
 /// endpoint answers until the worker has stopped (`/readyz` says 503 from
@@ -35,7 +55,7 @@ pub async fn run(
     settings: Settings,
     instances: Vec<Arc<Instance>>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), ServiceError> {
     // Fail at start-up, not at every poll: an OAuth instance cannot keep its
     // rotating refresh token without the sealing key.
     if settings.state_encryption_key.is_none()
@@ -43,19 +63,19 @@ pub async fn run(
             .iter()
             .find(|i| i.is_polled() && matches!(i.connection, crate::instance::Connection::Direct))
     {
-        anyhow::bail!(
-            "STATE_ENCRYPTION_KEY is not set, but instance {} ({}) uses OAuth: its tokens are kept \
-             sealed in the state topic (set a base64 32-byte key, e.g. `openssl rand -base64 32`)",
-            i.id,
-            i.source.display()
-        );
+        return Err(ServiceError::NoSealingKey {
+            instance: i.id.clone(),
+            file: i.source.display().to_string(),
+        });
     }
+    let ops_listen = |source| ServiceError::OpsListen {
+        address: settings.ops_listen,
+        source,
+    };
     let listener = TcpListener::bind(settings.ops_listen)
         .await
-        .with_context(|| format!("OPS_LISTEN={}: cannot listen", settings.ops_listen))?;
-    let ops_address = listener
-        .local_addr()
-        .with_context(|| format!("OPS_LISTEN={}: bound address", settings.ops_listen))?;
+        .map_err(ops_listen)?;
+    let ops_address = listener.local_addr().map_err(ops_listen)?;
     info!(message = "Ops endpoint listening.", address = %ops_address);
     let ops = OpsState {
         metrics: Metrics::install(),
@@ -103,8 +123,8 @@ async fn run_worker(
     instances: Vec<Arc<Instance>>,
     ops: &OpsState,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let factory = HttpSources::new(settings.fetch_limits()).context("HTTP sources")?;
+) -> Result<(), ServiceError> {
+    let factory = HttpSources::new(settings.fetch_limits()).map_err(ServiceError::Sources)?;
     crate::worker::run(
         WorkerConfig::new(&settings),
         instances,

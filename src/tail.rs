@@ -14,6 +14,16 @@ use tokio_util::sync::CancellationToken;
 use crate::kafka::EofAware;
 use crate::settings::Settings;
 
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("reading the topic: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("topic {0} does not exist")]
+    NoTopic(String),
+    #[error("writing: {0}")]
+    Write(#[from] std::io::Error),
+}
+
 #[derive(Debug, Clone)]
 pub struct TailOptions {
     pub topic: String,
@@ -34,7 +44,7 @@ pub async fn run(
     opts: &TailOptions,
     out: &mut (impl Write + Send),
     shutdown: CancellationToken,
-) -> anyhow::Result<u64> {
+) -> Result<u64, TailError> {
     let group = format!("event-poller-tail-{}", uuid::Uuid::new_v4().simple());
     let consumer: StreamConsumer<EofAware> = settings
         .kafka_clients()
@@ -45,23 +55,25 @@ pub async fn run(
         .topics()
         .iter()
         .find(|t| t.name() == opts.topic && t.error().is_none())
-        .map(|t| t.partitions().len())
-        .filter(|n| *n > 0)
-        .ok_or_else(|| anyhow::anyhow!("topic {} does not exist", opts.topic))?;
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<i32>>())
+        .filter(|ids| !ids.is_empty())
+        .ok_or_else(|| TailError::NoTopic(opts.topic.clone()))?;
     let start = if opts.from_beginning {
         Offset::Beginning
     } else {
         Offset::End
     };
     let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(&opts.topic, i32::try_from(p)?, start)?;
+    for p in &parts {
+        tpl.add_partition_offset(&opts.topic, *p, start)?;
     }
     consumer.assign(&tpl)?;
     let mut printed = 0u64;
     let mut ended = std::collections::HashSet::new();
     loop {
-        if opts.max.is_some_and(|m| printed >= m) || (opts.exit_at_end && ended.len() >= parts) {
+        if opts.max.is_some_and(|m| printed >= m)
+            || (opts.exit_at_end && ended.len() >= parts.len())
+        {
             return Ok(printed);
         }
         let msg = tokio::select! {

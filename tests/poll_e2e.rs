@@ -16,21 +16,7 @@ async fn each_change_becomes_exactly_one_event() {
     let sb = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
     let base = sb.base_url();
     // Orders from an hour ago: older than the job, so never events.
-    control(
-        &base,
-        Method::PUT,
-        "/_sandbox/clock",
-        json!({"offset_seconds": -3600}),
-    )
-    .await;
-    control(&base, Method::POST, "/_sandbox/orders", json!({"count": 5})).await;
-    control(
-        &base,
-        Method::PUT,
-        "/_sandbox/clock",
-        json!({"offset_seconds": 0}),
-    )
-    .await;
+    e2e::orders_dated_back(&base, 5, 3600).await;
     let names = Names::new();
     let files = Instances::new(&[(
         "shop.json",

@@ -625,21 +625,7 @@ async fn hub_mode_changes_become_exactly_one_event() {
     // Orders from two minutes ago: inside the first window (the safety
     // overlap reaches back further), but older than the job, so never
     // events.
-    control(
-        &base,
-        Method::PUT,
-        "/_sandbox/clock",
-        json!({"offset_seconds": -120}),
-    )
-    .await;
-    control(&base, Method::POST, "/_sandbox/orders", json!({"count": 5})).await;
-    control(
-        &base,
-        Method::PUT,
-        "/_sandbox/clock",
-        json!({"offset_seconds": 0}),
-    )
-    .await;
+    e2e::orders_dated_back(&base, 5, 120).await;
     let before: HashSet<String> = e2e::changes(&base).await.into_iter().map(|c| c.0).collect();
 
     let mut orders = e2e::instance("x", "http://unused", 1, json!({}))["configuration"]

@@ -302,14 +302,7 @@ impl Fetcher {
                 url: text.to_owned(),
                 reason: format!("neither a path starting with '/' nor an absolute URL ({e})"),
             })?;
-            if !same_origin(&self.root, &url) {
-                return Err(FetchError::CrossOrigin {
-                    what: "resource URL",
-                    origin: origin_text(&url),
-                    expected: origin_text(&self.root),
-                });
-            }
-            return Ok(url);
+            return self.on_root_origin(url);
         }
         let native = self
             .element
@@ -325,6 +318,11 @@ impl Fetcher {
         })?;
         // Cannot fail for a path appended to the root; checked anyway
         // because it is the property that matters.
+        self.on_root_origin(url)
+    }
+
+    /// `url` if it is on the API root's origin: credentials go nowhere else.
+    fn on_root_origin(&self, url: Url) -> Result<Url, FetchError> {
         if !same_origin(&self.root, &url) {
             return Err(FetchError::CrossOrigin {
                 what: "resource URL",
@@ -530,17 +528,7 @@ impl Fetcher {
         }
         let mut response = match builder.send().await {
             Ok(response) => response,
-            Err(e) => {
-                let error = FetchError::Transport {
-                    request: request.to_owned(),
-                    message: describe(e),
-                    attempts,
-                };
-                return (
-                    credential,
-                    Answer::new(None, Step::Retry { error, hint: None }),
-                );
-            }
+            Err(e) => return (credential, request::no_answer(request, e, attempts)),
         };
         let status = response.status().as_u16();
         let step = if response.status().is_success() {
@@ -553,15 +541,9 @@ impl Fetcher {
                     request: request.to_owned(),
                     limit: limits.max_body_bytes,
                 }),
-                Err(BodyError::Read { received, message }) => Step::Retry {
-                    error: FetchError::Truncated {
-                        request: request.to_owned(),
-                        received,
-                        message,
-                        attempts,
-                    },
-                    hint: None,
-                },
+                Err(BodyError::Read { received, message }) => {
+                    request::cut_off(request, received, message, attempts)
+                }
             }
         } else if status == 401 {
             match (&self.auth, sent_token) {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::hints::{HintSource, millis};
+use super::page::describe;
 use super::{FetchError, FetchLimits};
 use crate::source::FetchStats;
 
@@ -51,6 +52,30 @@ pub(crate) struct Answer<T> {
 impl<T> Answer<T> {
     pub fn new(status: Option<u16>, step: Step<T>) -> Self {
         Self { status, step }
+    }
+}
+
+/// A request that got no answer (timeout, refused or reset connection,
+/// DNS): worth another try.
+pub(crate) fn no_answer<T>(request: &str, error: reqwest::Error, attempts: u32) -> Answer<T> {
+    let error = FetchError::Transport {
+        request: request.to_owned(),
+        message: describe(error),
+        attempts,
+    };
+    Answer::new(None, Step::Retry { error, hint: None })
+}
+
+/// A body the connection cut off after `received` bytes: worth another try.
+pub(crate) fn cut_off<T>(request: &str, received: u64, message: String, attempts: u32) -> Step<T> {
+    Step::Retry {
+        error: FetchError::Truncated {
+            request: request.to_owned(),
+            received,
+            message,
+            attempts,
+        },
+        hint: None,
     }
 }
 

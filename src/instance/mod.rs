@@ -23,6 +23,7 @@ mod load;
 pub mod model;
 mod parse;
 mod problem;
+mod values;
 
 pub use field_path::{FieldPath, FieldPathError, json_kind};
 pub use load::{Loaded, load_file, load_path, load_paths};

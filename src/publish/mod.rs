@@ -174,23 +174,14 @@ impl PartitionProducer {
     }
 
     fn send_all(&self, batch: &Batch) -> Result<(), PublishError> {
-        for r in &batch.events {
-            self.send(
-                &self.topics.events,
-                None,
-                r.key.as_deref(),
-                Some(&r.value),
-                &r.headers,
-            )?;
-        }
-        for r in &batch.dead_letters {
-            self.send(
-                &self.topics.dead_letters,
-                None,
-                r.key.as_deref(),
-                Some(&r.value),
-                &r.headers,
-            )?;
+        let outputs = [
+            (&self.topics.events, &batch.events),
+            (&self.topics.dead_letters, &batch.dead_letters),
+        ];
+        for (topic, records) in outputs {
+            for r in records {
+                self.send(topic, None, r.key.as_deref(), Some(&r.value), &r.headers)?;
+            }
         }
         for (key, value) in &batch.state {
             self.send(

@@ -331,6 +331,23 @@ pub async fn control(base_url: &str, method: reqwest::Method, path: &str, body: 
     resp.json().await.unwrap_or(Value::Null)
 }
 
+/// Creates `count` orders dated `seconds_ago` on the provider's clock
+/// (the sandbox's clock is set back for them, then restored).
+pub async fn orders_dated_back(base_url: &str, count: u32, seconds_ago: i64) {
+    let clock = |offset: i64| json!({ "offset_seconds": offset });
+    let put = reqwest::Method::PUT;
+    control(
+        base_url,
+        put.clone(),
+        "/_sandbox/clock",
+        clock(-seconds_ago),
+    )
+    .await;
+    let orders = json!({ "count": count });
+    control(base_url, reqwest::Method::POST, "/_sandbox/orders", orders).await;
+    control(base_url, put, "/_sandbox/clock", clock(0)).await;
+}
+
 pub use super::Record;
 
 /// Every record of every partition of `topic` visible to a `read_committed`

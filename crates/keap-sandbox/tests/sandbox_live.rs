@@ -11,23 +11,6 @@ use keap_sandbox::{RunningSandbox, SandboxConfig, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// `application/x-www-form-urlencoded` body (reqwest's `form` needs a
-/// feature this package does not enable).
-fn form_body(pairs: &[(&str, &str)]) -> String {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                utf8_percent_encode(k, NON_ALPHANUMERIC),
-                utf8_percent_encode(v, NON_ALPHANUMERIC)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 async fn get(sb: &RunningSandbox, path: &str) -> Value {
     let resp = reqwest::get(format!("{}{path}", sb.base_url()))
         .await
@@ -385,11 +368,7 @@ fn the_binary_prints_its_address_serves_and_exits_0_on_sigterm() {
             let grant: Value = client
                 .post(format!("{url}/token"))
                 .basic_auth("cid", Some("csecret"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form_body(&[
-                    ("grant_type", "authorization_code"),
-                    ("code", code),
-                ]))
+                .form(&[("grant_type", "authorization_code"), ("code", code)])
                 .send()
                 .await
                 .unwrap()

@@ -12,23 +12,6 @@ use serde_json::{Value, json};
 const ID: &str = "client-id";
 const SECRET: &str = "client-secret";
 
-/// `application/x-www-form-urlencoded` body (reqwest's `form` needs a
-/// feature this package does not enable).
-fn form_body(pairs: &[(&str, &str)]) -> String {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                utf8_percent_encode(k, NON_ALPHANUMERIC),
-                utf8_percent_encode(v, NON_ALPHANUMERIC)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 async fn sandbox(ttl: u64, frozen: bool) -> RunningSandbox {
     start(SandboxConfig {
         orders: 3,
@@ -50,8 +33,7 @@ async fn token(
 ) -> (StatusCode, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{}/token", sb.base_url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(form));
+        .form(form);
     if let Some((id, secret)) = basic {
         req = req.basic_auth(id, Some(secret));
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::super::error::status_is_transient;
 use super::super::hints::wait_hint;
 use super::super::links::label;
-use super::super::page::{BodyError, describe, read_body};
+use super::super::page::{BodyError, read_body};
 use super::super::request::{self, Answer, Step};
 use super::super::{FetchError, FetchLimits};
 use super::tokens::TokenSet;
@@ -153,14 +153,7 @@ impl TokenEndpoint {
             .await;
         let mut response = match sent {
             Ok(response) => response,
-            Err(e) => {
-                let error = FetchError::Transport {
-                    request: request.to_owned(),
-                    message: describe(e),
-                    attempts,
-                };
-                return Answer::new(None, Step::Retry { error, hint: None });
-            }
+            Err(e) => return request::no_answer(request, e, attempts),
         };
         let status = response.status().as_u16();
         let hint = wait_hint(response.headers(), &[], Utc::now()).map(|(d, _)| d);
@@ -193,15 +186,9 @@ impl TokenEndpoint {
                 "invalid_token_response",
                 Some(format!("body over {MAX_TOKEN_BODY} bytes")),
             )),
-            Err(BodyError::Read { received, message }) => Step::Retry {
-                error: FetchError::Truncated {
-                    request: request.to_owned(),
-                    received,
-                    message,
-                    attempts,
-                },
-                hint: None,
-            },
+            Err(BodyError::Read { received, message }) => {
+                request::cut_off(request, received, message, attempts)
+            }
         };
         Answer::new(Some(status), step)
     }
