@@ -161,7 +161,7 @@ pub enum PagingKind {
         /// Query parameter taking an inclusive lower bound on the updated
         /// time (Keap: `since`). With it, pages after the first are asked
         /// for by keyset (`since` = newest time seen, `offset` = records seen
-        /// at that time) instead of by `next` link; see `fetch::Keyset`.
+        /// at that time) instead of by `next` link; see `fetch::paging`.
         #[serde(default)]
         since_param: Option<String>,
         /// The provider's largest page (Keap caps `limit` at 1000 silently;
