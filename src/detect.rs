@@ -8,9 +8,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::event::{Change, DeadRecord, EventType};
+use crate::event::{Change, DeadKind, DeadRecord, EventType};
 use crate::instance::{DateField, Resource, json_kind};
-use crate::state::{Checkpoint, Published};
+use crate::state::{Checkpoint, Resume};
 
 /// What a window comes to.
 #[derive(Debug)]
@@ -22,13 +22,17 @@ pub struct Detected<'a> {
     /// Records already published (by an earlier, overlapping window or
     /// earlier in this one).
     pub duplicates: u64,
-    /// Records dated before the window start (an earlier window covered
-    /// their time, and their pair may already be pruned, so publishing them
-    /// could publish twice) or before the job began.
+    /// Records dated before what earlier windows covered (their pair may
+    /// already be pruned, so publishing them could publish twice) or before
+    /// the job began.
     pub before_window: u64,
     /// Records dated after the poll start with `filterByCurrentDate`: the
     /// next poll takes them.
     pub after_poll_start: u64,
+    /// Records dated after the provider's clock (plus
+    /// [`FUTURE_TOLERANCE`]), published (or dead-lettered) without moving
+    /// the watermark.
+    pub future_dated: u64,
 }
 
 /// Parameters of one poll.
@@ -45,33 +49,49 @@ pub struct Bounds {
     /// (now, or the backfill time) on the provider's clock. See
     /// [`job_start_on_provider_clock`].
     pub not_before: DateTime<Utc>,
+    /// The latest date a record of this window can honestly carry: the
+    /// provider's clock at its last answer plus [`FUTURE_TOLERANCE`].
+    /// Later-dated records never move the watermark.
+    pub provider_now: DateTime<Utc>,
+    /// The provider's clock skew measured by this window, if it could be.
+    pub skew: Option<TimeDelta>,
 }
 
 /// How much earlier than the measured job start a record may be and still
-/// count as the job's: the provider's `Date` header has whole seconds and
-/// arrives after a request's latency.
+/// count as the job's: the provider's `Date` header has whole seconds.
 pub const START_MARGIN: TimeDelta = TimeDelta::seconds(2);
+
+/// How far past the provider's `Date` a record may be dated and still move
+/// the watermark: `Date` has whole seconds, and a provider's API servers
+/// and database may disagree by a few seconds. A record dated later is
+/// future-dated (a data error or a zone mistake): if it moved the
+/// watermark, every window after it would start in the future and every
+/// real change would be lost.
+pub const FUTURE_TOLERANCE: TimeDelta = TimeDelta::seconds(10);
 
 /// The job's start on the provider's clock. Providers stamp records with
 /// their own clock; if it runs 5 minutes behind ours, a change made right
 /// after the job started carries a date 5 minutes before `started_from`.
-/// The skew is measured per poll from the provider's `Date` header
-/// (`provider_date`, received about when the poll began, `poll_start`).
 pub fn job_start_on_provider_clock(
     started_from: DateTime<Utc>,
-    poll_start: DateTime<Utc>,
-    provider_date: Option<DateTime<Utc>>,
+    skew: Option<TimeDelta>,
 ) -> DateTime<Utc> {
-    let skew = provider_date.map_or(TimeDelta::zero(), |d| d - poll_start);
     started_from
-        .checked_add_signed(skew - START_MARGIN)
+        .checked_add_signed(skew.unwrap_or_default() - START_MARGIN)
         .unwrap_or(started_from)
 }
 
-/// The start of the next window: watermark − `pollDelay` − overlap. The
-/// overlap re-reads recent time on purpose: providers stamp records with
-/// their own (skewed) clock and some make changes visible late; the dedupe
-/// set makes the re-read harmless.
+/// The latest date a record served now can carry: the provider's clock
+/// (its last `Date`, else ours) plus [`FUTURE_TOLERANCE`] and the second
+/// `Date` truncates.
+pub fn provider_now(provider_date: Option<DateTime<Utc>>, ours: DateTime<Utc>) -> DateTime<Utc> {
+    let base = provider_date.map_or(ours, |d| d + TimeDelta::seconds(1));
+    base.checked_add_signed(FUTURE_TOLERANCE).unwrap_or(base)
+}
+
+/// watermark − `pollDelay` − overlap. The overlap re-reads recent time on
+/// purpose: providers stamp records with their own (skewed) clock and some
+/// make changes visible late; the dedupe set makes the re-read harmless.
 pub fn window_start(
     watermark: DateTime<Utc>,
     resource: &Resource,
@@ -84,12 +104,29 @@ pub fn window_start(
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// Runs detection over one window's records.
+/// Where the next window after `checkpoint` starts: a pending resume's
+/// start, else [`window_start`] of its watermark. Pruning uses the same
+/// bound, so the dedupe set always covers what the next window re-reads.
+pub fn next_window_start(
+    checkpoint: &Checkpoint,
+    resource: &Resource,
+    overlap: TimeDelta,
+) -> DateTime<Utc> {
+    let by_watermark = window_start(checkpoint.watermark, resource, overlap);
+    match &checkpoint.resume {
+        Some(r) => by_watermark.min(r.start),
+        None => by_watermark,
+    }
+}
+
+/// Runs detection over one window's records. `resume` is where the window
+/// goes on if it was cut short (it becomes part of the next checkpoint).
 pub fn detect<'a>(
     resource: &Resource,
     checkpoint: &Checkpoint,
     window: Bounds,
     records: &'a [Box<RawValue>],
+    resume: Option<Resume>,
 ) -> Detected<'a> {
     let mut out = Detected {
         changes: Vec::new(),
@@ -98,21 +135,29 @@ pub fn detect<'a>(
         duplicates: 0,
         before_window: 0,
         after_poll_start: 0,
+        future_dated: 0,
     };
+    // Records dated before this were handled by committed windows.
+    let covered = checkpoint
+        .covered_before
+        .unwrap_or(window.start)
+        .max(window.not_before);
     let mut in_window: HashSet<(String, DateTime<Utc>)> = HashSet::new();
+    let mut future_dead = Vec::new();
     for raw in records {
         let read = match read_record(resource, raw) {
             Ok(read) => read,
             Err((object_id, reason)) => {
                 out.dead.push(DeadRecord {
                     object_id,
+                    kind: DeadKind::Unreadable,
                     reason,
                     raw,
                 });
                 continue;
             }
         };
-        if read.filter_date < window.start || read.filter_date < window.not_before {
+        if read.filter_date < covered {
             out.before_window += 1;
             continue;
         }
@@ -126,6 +171,23 @@ pub fn detect<'a>(
             out.duplicates += 1;
             continue;
         }
+        if read.filter_date > window.provider_now {
+            out.future_dated += 1;
+            if resource.dead_letter_future_dated {
+                future_dead.push((read.object_id.clone(), read.filter_date));
+                out.dead.push(DeadRecord {
+                    reason: format!(
+                        "dated {} , after the provider's clock ({})",
+                        read.filter_date.to_rfc3339(),
+                        (window.provider_now - FUTURE_TOLERANCE).to_rfc3339()
+                    ),
+                    object_id: Some(read.object_id),
+                    kind: DeadKind::FutureDated,
+                    raw,
+                });
+                continue;
+            }
+        }
         out.changes.push(Change {
             object_id: read.object_id,
             event_type: read.event_type,
@@ -135,16 +197,32 @@ pub fn detect<'a>(
     }
 
     let next = &mut out.next;
+    let mut moved = false;
     for c in &out.changes {
         // Only published records move the watermark, so it never passes a
-        // record that was not published.
-        next.watermark = next.watermark.max(c.filter_date);
-        next.seen.insert(Published {
-            updated_at: c.filter_date,
-            object_id: c.object_id.clone(),
-        });
+        // record that was not published; and never past the provider's
+        // clock, so one future-dated record cannot hide later changes. Its
+        // pair stays in the dedupe set until the watermark passes its date.
+        if c.filter_date <= window.provider_now {
+            next.watermark = next.watermark.max(c.filter_date);
+            moved = true;
+        }
+        next.seen.insert(&c.object_id, c.filter_date);
     }
-    next.prune_before(window_start(next.watermark, resource, window.overlap));
+    for (id, at) in &future_dead {
+        next.seen.insert(id, *at);
+    }
+    if checkpoint.events == 0 && !moved {
+        // Nothing published yet: the watermark is the job's start, on the
+        // provider's clock as measured, so a provider behind by more than
+        // the overlap loses nothing made right after the start.
+        next.watermark = next.started_from.min(window.not_before);
+    }
+    if window.skew.is_some() {
+        next.provider_skew_ms = window.skew.map(|s| s.num_milliseconds());
+    }
+    next.resume = resume;
+    next.prune_before(next_window_start(next, resource, window.overlap));
     next.last_poll_start = Some(window.poll_start);
     next.polls += 1;
     next.events += out.changes.len() as u64;
@@ -267,6 +345,8 @@ mod tests {
             poll_start: t(poll_start),
             overlap: TimeDelta::seconds(60),
             not_before: DateTime::<Utc>::MIN_UTC,
+            provider_now: t("2100-01-01T00:00:00Z"),
+            skew: None,
         }
     }
 
@@ -288,6 +368,7 @@ mod tests {
             &start(),
             window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
             &records,
+            None,
         );
         let types: Vec<_> = d
             .changes
@@ -311,6 +392,7 @@ mod tests {
             &start(),
             window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
             &records,
+            None,
         );
         assert_eq!(d.changes[1].event_type, EventType::Updated);
     }
@@ -329,6 +411,7 @@ mod tests {
             &start(),
             window("2024-01-01T00:00:00Z", "2024-01-01T00:03:00Z"),
             &first,
+            None,
         );
         assert_eq!(d1.changes.len(), 2);
         let cp = d1.next;
@@ -348,8 +431,10 @@ mod tests {
             poll_start: t("2024-01-01T00:05:00Z"),
             overlap: TimeDelta::seconds(60),
             not_before: DateTime::<Utc>::MIN_UTC,
+            provider_now: t("2100-01-01T00:00:00Z"),
+            skew: None,
         };
-        let d2 = detect(r, &cp, w, &second);
+        let d2 = detect(r, &cp, w, &second, None);
         let got: Vec<_> = d2
             .changes
             .iter()
@@ -365,12 +450,9 @@ mod tests {
         assert_eq!(d2.duplicates, 3);
         // Pairs older than the next window's start are forgotten.
         assert_eq!(d2.next.watermark, t("2024-01-01T00:04:00Z"));
-        assert!(
-            d2.next
-                .seen
-                .iter()
-                .all(|s| s.updated_at >= t("2024-01-01T00:03:00Z"))
-        );
+        assert!(!d2.next.has_published("3", t("2024-01-01T00:02:00Z")));
+        assert!(d2.next.has_published("1", t("2024-01-01T00:04:00Z")));
+        assert_eq!(d2.next.covered_before, Some(t("2024-01-01T00:03:00Z")));
     }
 
     #[test]
@@ -388,6 +470,7 @@ mod tests {
             &start(),
             window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
             &records,
+            None,
         );
         assert_eq!(d.changes.len(), 1);
         assert_eq!(d.dead.len(), 3);
@@ -415,12 +498,12 @@ mod tests {
         ];
         let w = window("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z");
         let plain = instance("");
-        let d = detect(&plain.resources[0], &start(), w, &records);
+        let d = detect(&plain.resources[0], &start(), w, &records, None);
         assert_eq!(d.before_window, 1);
         assert_eq!(d.changes.len(), 2);
 
         let bounded = instance(r#","filterByCurrentDate":true"#);
-        let d = detect(&bounded.resources[0], &start(), w, &records);
+        let d = detect(&bounded.resources[0], &start(), w, &records, None);
         assert_eq!((d.changes.len(), d.after_poll_start), (1, 1));
         assert_eq!(
             d.next.watermark,
@@ -430,11 +513,7 @@ mod tests {
 
         // Nothing older than the job, measured on the provider's clock.
         let started = t("2024-01-01T00:40:00Z");
-        let behind = job_start_on_provider_clock(
-            started,
-            t("2024-01-01T01:00:00Z"),
-            Some(t("2024-01-01T00:55:00Z")),
-        );
+        let behind = job_start_on_provider_clock(started, Some(TimeDelta::minutes(-5)));
         assert_eq!(behind, t("2024-01-01T00:34:58Z"));
         let d = detect(
             &plain.resources[0],
@@ -444,12 +523,13 @@ mod tests {
                 ..w
             },
             &records,
+            None,
         );
         assert_eq!(d.changes.len(), 1, "only the change after the job began");
         assert_eq!(d.changes[0].object_id, "3");
 
         let by_created = instance(r#","filterByUpdatedDate":"false""#);
-        let d = detect(&by_created.resources[0], &start(), w, &records);
+        let d = detect(&by_created.resources[0], &start(), w, &records, None);
         let got: Vec<_> = d
             .changes
             .iter()

@@ -52,6 +52,19 @@ pub struct OutRecord {
     pub headers: Vec<(&'static str, String)>,
 }
 
+impl OutRecord {
+    /// Key, value and headers: what counts against a message size limit.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, String::len)
+            + self.value.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
 /// One change to publish, as detection found it.
 #[derive(Debug, Clone)]
 pub struct Change<'a> {
@@ -70,9 +83,42 @@ pub struct Change<'a> {
 pub struct DeadRecord<'a> {
     /// The record's id, when it could be read.
     pub object_id: Option<String>,
+    pub kind: DeadKind,
+    /// What is wrong, in words, naming the field.
     pub reason: String,
     pub raw: &'a RawValue,
 }
+
+/// Why a record is a dead letter (the `kind` field, for filtering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadKind {
+    /// Its id or a date cannot be read.
+    Unreadable,
+    /// Its event would exceed the largest Kafka message; `raw` is cut.
+    TooLarge,
+    /// Dated after the provider's clock, and the resource asks for such
+    /// records to be dead-lettered (`deadLetterFutureDated`).
+    FutureDated,
+}
+
+impl DeadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadKind::Unreadable => "unreadable",
+            DeadKind::TooLarge => "too_large",
+            DeadKind::FutureDated => "future_dated",
+        }
+    }
+}
+
+/// The largest event record (key, value and headers) this service
+/// produces: librdkafka's `message.max.bytes` default (1,000,000) less room
+/// for the batch framing. A larger record is dead-lettered instead.
+pub const MAX_EVENT_BYTES: usize = 950_000;
+
+/// How much of a too-large record's raw text its dead letter keeps.
+pub const CUT_RAW_BYTES: usize = 64 * 1024;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,11 +136,23 @@ struct EventValue<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DeadLetterValue<'a> {
+    kind: DeadKind,
     reason: &'a str,
     object_type: &'a str,
     element_key: &'a str,
     instance_id: &'a str,
-    raw: &'a RawValue,
+    raw: DeadRaw<'a>,
+    /// The raw record's size, when `raw` is cut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_bytes: Option<usize>,
+}
+
+/// A dead letter's `raw`: the record as sent, or the start of its text.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DeadRaw<'a> {
+    Whole(&'a RawValue),
+    Cut(&'a str),
 }
 
 /// Deterministic: instance, resource, objectId and updatedAt name a change.
@@ -141,31 +199,39 @@ pub fn event_record(ctx: &EventContext<'_>, change: &Change<'_>) -> OutRecord {
     }
 }
 
-/// A record whose id or dates could not be read: the reason and the raw
-/// record, keyed by the object id when it could be read.
+/// A record that cannot be published as an event: its kind, the reason
+/// and the raw record (cut, when it is too large), keyed by the object id
+/// when it could be read. `ce_time` is the time of the poll's window start.
 pub fn dead_letter_record(
     ctx: &EventContext<'_>,
     dead: &DeadRecord<'_>,
     window_start: DateTime<Utc>,
 ) -> OutRecord {
     let object_id = dead.object_id.as_deref();
-    let raw = dead.raw;
-    // Deterministic too: the same bad record in the same window gets the
-    // same id.
+    let text = dead.raw.get();
+    // Stable across windows: the same record with the same problem gets
+    // the same id, however many overlapping windows read it, so consumers
+    // can drop repeats.
     let name = format!(
         "dead\0{}\0{}\0{}\0{}",
         ctx.job.instance,
         ctx.job.resource,
-        rfc3339(window_start),
-        raw.get()
+        dead.kind.as_str(),
+        text
     );
     let id = uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes()).to_string();
+    let (raw, raw_bytes) = match dead.kind {
+        DeadKind::TooLarge => (DeadRaw::Cut(cut(text, CUT_RAW_BYTES)), Some(text.len())),
+        _ => (DeadRaw::Whole(dead.raw), None),
+    };
     let value = DeadLetterValue {
+        kind: dead.kind,
         reason: &dead.reason,
         object_type: &ctx.job.resource,
         element_key: ctx.element_key,
         instance_id: &ctx.job.instance,
         raw,
+        raw_bytes,
     };
     let ce_type = format!("{CE_TYPE_PREFIX}.{}.deadletter", ctx.job.resource);
     OutRecord {
@@ -173,6 +239,19 @@ pub fn dead_letter_record(
         value: to_vec(&value),
         headers: headers(ctx, id, ce_type, rfc3339(window_start), object_id),
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes, on a character
+/// boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
@@ -285,6 +364,7 @@ mod tests {
         let r = raw(r#"{"title":"no id"}"#);
         let dead = DeadRecord {
             object_id: None,
+            kind: DeadKind::Unreadable,
             reason: "missing id field 'id'".into(),
             raw: &r,
         };

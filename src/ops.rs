@@ -34,6 +34,31 @@ struct ReadyState {
     stopping: bool,
     /// Owned state partitions → scheduled (fence and restore done).
     partitions: BTreeMap<i32, bool>,
+    /// What needs an operator, by partition: one tenant's trouble is shown,
+    /// but never takes the worker out of service.
+    attention: BTreeMap<i32, BTreeMap<String, Attention>>,
+}
+
+/// Something on one job or instance that needs an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attention {
+    /// The job's checkpoint does not decode: the job is not polled.
+    UnreadableCheckpoint { detail: String },
+    /// The provider refused the instance's grant.
+    NeedsAuthorization,
+}
+
+impl Attention {
+    fn line(&self, subject: &str) -> String {
+        match self {
+            Attention::UnreadableCheckpoint { detail } => {
+                format!("blocked: job {subject}: unreadable checkpoint ({detail})")
+            }
+            Attention::NeedsAuthorization => format!(
+                "needs authorization: instance {subject}: put a new authorization code in its providerData.code and restart"
+            ),
+        }
+    }
 }
 
 /// What `/readyz` answers.
@@ -66,11 +91,53 @@ impl Readiness {
     fn update(&self, change: impl FnOnce(&mut ReadyState)) {
         let mut s = self.lock();
         change(&mut s);
+        let all = || s.attention.values().flat_map(BTreeMap::values);
         ReadinessChanged {
             owned_partitions: s.partitions.len(),
             ready: matches!(s.status(), ReadyStatus::Ready { .. }),
+            blocked_jobs: all()
+                .filter(|a| matches!(a, Attention::UnreadableCheckpoint { .. }))
+                .count(),
+            needing_authorization: all()
+                .filter(|a| matches!(a, Attention::NeedsAuthorization))
+                .count(),
         }
         .emit();
+    }
+
+    /// `subject` (a job or an instance of `partition`) needs an operator
+    /// (`Some`), or no longer does (`None`).
+    pub fn attention(&self, partition: i32, subject: &str, what: Option<Attention>) {
+        let mut changed = false;
+        {
+            let s = self.lock();
+            let now = s.attention.get(&partition).and_then(|m| m.get(subject));
+            if now != what.as_ref() {
+                changed = true;
+            }
+        }
+        if changed {
+            self.update(|s| {
+                let entries = s.attention.entry(partition).or_default();
+                match what {
+                    Some(a) => {
+                        entries.insert(subject.to_string(), a);
+                    }
+                    None => {
+                        entries.remove(subject);
+                    }
+                }
+            });
+        }
+    }
+
+    /// One line per job or instance that needs an operator.
+    pub fn details(&self) -> Vec<String> {
+        let s = self.lock();
+        s.attention
+            .values()
+            .flat_map(|m| m.iter().map(|(subject, a)| a.line(subject)))
+            .collect()
     }
 
     /// The group assigned partitions to this worker (maybe none).
@@ -97,6 +164,7 @@ impl Readiness {
     pub fn released(&self, partition: i32) {
         self.update(|s| {
             s.partitions.remove(&partition);
+            s.attention.remove(&partition);
         });
     }
 
@@ -171,10 +239,14 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     match state.readiness.status() {
-        ReadyStatus::Ready { owned } => (
-            StatusCode::OK,
-            format!("ready: {owned} state partitions owned\n"),
-        ),
+        ReadyStatus::Ready { owned } => {
+            let mut body = format!("ready: {owned} state partitions owned\n");
+            for line in state.readiness.details() {
+                body.push_str(&line);
+                body.push('\n');
+            }
+            (StatusCode::OK, body)
+        }
         ReadyStatus::Joining => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: joining the worker group\n".to_string(),

@@ -164,10 +164,14 @@ pub struct Settings {
     #[serde(default = "default_max_pages_per_poll")]
     pub max_pages_per_poll: u32,
     /// `MAX_RECORDS_PER_POLL`: records one poll reads before it publishes
-    /// and continues (checked between pages). Default 100 000; with the body
+    /// and continues (checked between pages). Default 10 000; with the body
     /// limit, a bound on a poll's memory.
     #[serde(default = "default_max_records_per_poll")]
     pub max_records_per_poll: usize,
+    /// `MAX_BYTES_PER_POLL`: record bytes one window may hold before it is
+    /// cut short and continued by the next poll. Default 16 MiB.
+    #[serde(default = "default_max_bytes_per_poll")]
+    pub max_bytes_per_poll: u64,
 
     // --- Operations ------------------------------------------------------
     /// `OPS_LISTEN`: address of `/metrics`, `/healthz`, `/readyz`. Default
@@ -248,6 +252,9 @@ fn default_max_pages_per_poll() -> u32 {
 }
 fn default_max_records_per_poll() -> usize {
     FetchLimits::default().max_records_per_poll
+}
+fn default_max_bytes_per_poll() -> u64 {
+    FetchLimits::default().max_bytes_per_poll
 }
 fn default_ops_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
@@ -408,6 +415,7 @@ impl Settings {
             ("MAX_CONCURRENT_POLLS", self.max_concurrent_polls == 0),
             ("MAX_PAGES_PER_POLL", self.max_pages_per_poll == 0),
             ("MAX_RECORDS_PER_POLL", self.max_records_per_poll == 0),
+            ("MAX_BYTES_PER_POLL", self.max_bytes_per_poll == 0),
             ("HTTP_MAX_BODY_BYTES", self.http_max_body_bytes == 0),
             (
                 "HTTP_REQUEST_TIMEOUT_SECONDS",
@@ -425,10 +433,18 @@ impl Settings {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("LOG_LEVEL", &format!("not a tracing filter: {e}"));
         }
-        // librdkafka knows its own properties: let it judge names and values
-        // now rather than at the first client creation.
-        if let Err(e) = self.kafka_config().create_native_config() {
-            return invalid(KAFKA_PROPERTY_PREFIX, &e.to_string());
+        // Each property was judged alone as it was read; librdkafka may
+        // still refuse a combination. Its message can quote a value, so
+        // only the names are given.
+        if self.kafka_config().create_native_config().is_err() {
+            let names: Vec<&str> = self.kafka_properties.names().collect();
+            return invalid(
+                KAFKA_PROPERTY_PREFIX,
+                &format!(
+                    "librdkafka refuses these properties together: {}",
+                    names.join(", ")
+                ),
+            );
         }
         Ok(())
     }
@@ -464,6 +480,7 @@ impl Settings {
             max_body_bytes: self.http_max_body_bytes,
             max_pages_per_poll: self.max_pages_per_poll,
             max_records_per_poll: self.max_records_per_poll,
+            max_bytes_per_poll: self.max_bytes_per_poll,
             ..FetchLimits::default()
         }
     }
@@ -541,6 +558,26 @@ fn read_secret_file(vars: &mut Vec<(String, String)>, var: &str) -> Result<(), S
     Ok(())
 }
 
+/// Why librdkafka refuses `name` = `value`, in words that never include
+/// the value (librdkafka's own message may quote it, and it can be a
+/// password).
+fn refused_by_librdkafka(name: &str, value: &str) -> Option<String> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    let mut one = ClientConfig::new();
+    one.set(name, value);
+    match one.create_native_config() {
+        Ok(_) => None,
+        Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..)) => Some(format!(
+            "librdkafka has no property {name} (Java-only client properties such as sasl.jaas.config have librdkafka equivalents: see its CONFIGURATION.md)"
+        )),
+        Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_INVALID, ..)) => {
+            Some(format!("librdkafka refuses the value of {name}"))
+        }
+        Err(_) => Some(format!("librdkafka refuses {name}")),
+    }
+}
+
 fn kafka_properties(vars: &[(String, String)]) -> Result<KafkaProperties, SettingsError> {
     let mut props = BTreeMap::new();
     for (var, value) in vars {
@@ -573,6 +610,12 @@ fn kafka_properties(vars: &[(String, String)]) -> Result<KafkaProperties, Settin
                 reason: format!("{name} is managed by the service: {why}"),
             });
         }
+        refused_by_librdkafka(&name, &value).map_or(Ok(()), |reason| {
+            Err(SettingsError::Invalid {
+                var: var.clone(),
+                reason,
+            })
+        })?;
         if props.insert(name.clone(), Secret::new(value)).is_some() {
             return Err(SettingsError::Invalid {
                 var: var.clone(),

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
@@ -56,9 +56,13 @@ pub struct Fetched {
     /// With `truncated`: where the rest of the window starts (absolute, on
     /// the API root's origin; pass it back as [`FetchRequest::url`]).
     pub resume_url: Option<String>,
-    /// The provider's clock (HTTP `Date`) at the first response, if sent:
-    /// a window bound on our clock may be minutes off on theirs.
+    /// The provider's clock (HTTP `Date`, whole seconds) at the window's
+    /// last response, if sent.
     pub provider_date: Option<DateTime<Utc>>,
+    /// That response's `Date` minus the time its request was sent, by our
+    /// clock: the provider's clock skew (whole seconds, so up to a second
+    /// low, plus the request's latency high).
+    pub provider_skew: Option<TimeDelta>,
     /// The window's HTTP traffic, for metrics.
     pub stats: FetchStats,
 }
@@ -72,6 +76,7 @@ impl fmt::Debug for Fetched {
             .field("truncated", &self.truncated)
             .field("resume_url", &self.resume_url.is_some())
             .field("provider_date", &self.provider_date)
+            .field("provider_skew", &self.provider_skew)
             .field("stats", &self.stats)
             .finish()
     }

@@ -56,3 +56,28 @@ fn oauth_instances_need_the_encryption_key() {
     assert!(err.contains("STATE_ENCRYPTION_KEY"), "{err}");
     assert!(!err.contains("not-a-key-but-a-secret"), "{err}");
 }
+
+/// A property librdkafka refuses (a Java-only one people copy from Kafka
+/// clients, or a misspelled name) is named with the reason, never with its
+/// value. Before the fix the whole `name value` pair, password included,
+/// was printed.
+#[test]
+fn a_refused_kafka_property_is_named_without_its_value() {
+    let jaas = r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="u" password="hunter2";"#;
+    let (code, err) = run(&[("KAFKA_PROPERTY_SASL_JAAS_CONFIG", jaas)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("KAFKA_PROPERTY_SASL_JAAS_CONFIG"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let (code, err) = run(&[("KAFKA_PROPERTY_SASL_PASSWORDD", "hunter2")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("KAFKA_PROPERTY_SASL_PASSWORDD"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "hunter2").expect("write");
+    let path = file.to_string_lossy().into_owned();
+    let (code, err) = run(&[("KAFKA_PROPERTY_SASL_PASSWORDD_FILE", path.as_str())]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("KAFKA_PROPERTY_SASL_PASSWORDD_FILE"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}

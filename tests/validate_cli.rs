@@ -66,6 +66,7 @@ fn broken_files_are_reported_with_the_path_of_the_broken_key() {
             "[\"event.poller.refresh_interval\"]",
         ),
         ("invalid-json.json", "$"),
+        ("plain-http-base-url.json", "[\"base.url\"]"),
     ] {
         assert!(
             out.lines().any(|l| l.contains(file) && l.contains(path)),

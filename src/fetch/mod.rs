@@ -71,8 +71,12 @@ pub struct FetchLimits {
     pub max_pages_per_poll: u32,
     /// Records per window before it comes back `truncated`, checked between
     /// pages (so a window holds at most this plus one page). Default
-    /// 100 000, together with the body limit a bound on a poll's memory.
+    /// 10 000: also the most events one transaction carries.
     pub max_records_per_poll: usize,
+    /// Bytes of records per window before it comes back `truncated`,
+    /// checked between pages like the record limit. Default 16 MiB: with
+    /// the body limit, a window holds at most 48 MiB of records.
+    pub max_bytes_per_poll: u64,
     /// Tries per request for transient failures (5xx, timeouts, connection
     /// and body errors), the first included. Default 5.
     pub max_attempts: u32,
@@ -97,7 +101,8 @@ impl Default for FetchLimits {
             connect_timeout: Duration::from_secs(10),
             max_body_bytes: 32 * 1024 * 1024,
             max_pages_per_poll: 100,
-            max_records_per_poll: 100_000,
+            max_records_per_poll: 10_000,
+            max_bytes_per_poll: 16 * 1024 * 1024,
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -211,6 +216,10 @@ pub struct Fetcher {
 struct Response {
     body: Vec<u8>,
     headers: reqwest::header::HeaderMap,
+    /// When the request that was answered was sent, by our clock: the
+    /// provider's `Date` minus this is its clock skew, unaffected by the
+    /// retries and throttle waits before it.
+    sent_at: DateTime<Utc>,
 }
 
 impl Fetcher {
@@ -404,9 +413,11 @@ impl Fetcher {
             &url,
         );
         let mut window = Fetched::default();
+        let mut bytes: u64 = 0;
         loop {
             if window.pages >= self.limits.max_pages_per_poll
                 || window.records.len() >= self.limits.max_records_per_poll
+                || bytes >= self.limits.max_bytes_per_poll
             {
                 window.truncated = true;
                 window.resume_url = Some(url.to_string());
@@ -420,8 +431,11 @@ impl Fetcher {
                 break;
             }
             let response = self.get(&url, stats).await?;
-            if window.pages == 0 {
-                window.provider_date = provider_date(&response.headers);
+            if let Some(date) = provider_date(&response.headers) {
+                // The latest answer's clock: no record it served can
+                // honestly be dated after it.
+                window.provider_date = Some(date);
+                window.provider_skew = Some(date - response.sent_at);
             }
             window.pages += 1;
             let page = parse_page(
@@ -455,6 +469,11 @@ impl Fetcher {
                 next_link: page.next.as_deref(),
                 headers: &response.headers,
             })?;
+            bytes += page
+                .records
+                .iter()
+                .map(|r| r.get().len() as u64)
+                .sum::<u64>();
             window.records.extend(page.records);
             match next {
                 Some(next) => url = next,
@@ -526,6 +545,7 @@ impl Fetcher {
         if let Some(auth) = auth {
             builder = builder.header(AUTHORIZATION, auth);
         }
+        let sent_at = Utc::now();
         let mut response = match builder.send().await {
             Ok(response) => response,
             Err(e) => return (credential, request::no_answer(request, e, attempts)),
@@ -536,6 +556,7 @@ impl Fetcher {
                 Ok(body) => Step::Done(Response {
                     body,
                     headers: response.headers().clone(),
+                    sent_at,
                 }),
                 Err(BodyError::TooLarge) => Step::Fail(FetchError::BodyTooLarge {
                     request: request.to_owned(),

@@ -188,6 +188,10 @@ pub struct Resource {
     /// `filterByCurrentDate` (default false): bound the window above by the
     /// poll's start time.
     pub filter_by_current_date: bool,
+    /// `deadLetterFutureDated` (default false): a record dated after the
+    /// provider's clock goes to the dead-letter topic instead of being
+    /// published once. Either way it never moves the watermark.
+    pub dead_letter_future_dated: bool,
     /// `createdCheckTolerance` (seconds): a record is CREATED when its created
     /// and updated dates are at most this far apart. Default
     /// [`DEFAULT_CREATED_CHECK_TOLERANCE`].

@@ -387,6 +387,8 @@ fn read_resource(
     let filter_by_updated_date = p.optional(&key_path, read_flag(v)).unwrap_or(true);
     let (v, key_path) = at("filterByCurrentDate");
     let filter_by_current_date = p.optional(&key_path, read_flag(v)).unwrap_or(false);
+    let (v, key_path) = at("deadLetterFutureDated");
+    let dead_letter_future_dated = p.optional(&key_path, read_flag(v)).unwrap_or(false);
     let (v, key_path) = at("createdCheckTolerance");
     let tolerance = p.optional(&key_path, read_whole(v, 0, MAX_DURATION.as_secs(), SECONDS));
 
@@ -415,6 +417,7 @@ fn read_resource(
         poll_delay: poll_delay.map_or(Duration::ZERO, Duration::from_secs),
         filter_by_updated_date,
         filter_by_current_date,
+        dead_letter_future_dated,
         created_check_tolerance: tolerance
             .map_or(DEFAULT_CREATED_CHECK_TOLERANCE, Duration::from_secs),
     })

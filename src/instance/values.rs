@@ -167,7 +167,25 @@ pub(super) fn base_url(text: String) -> Result<String, String> {
             "must not have a query or fragment: resource URLs are appended to it".to_owned(),
         );
     }
+    if let Ok(url) = url::Url::parse(&text)
+        && url.scheme() == "http"
+        && !is_loopback(&url)
+    {
+        return Err(
+            "plain http would send OAuth tokens, the client secret and hub secrets in clear: use https (http is accepted for loopback hosts only)"
+                .to_owned(),
+        );
+    }
     Ok(text.trim_end_matches('/').to_owned())
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// Whether a configuration key names a credential.

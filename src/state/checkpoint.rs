@@ -6,10 +6,10 @@
 //! percent-encoded so that no instance or resource name can make two keys
 //! collide.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +43,12 @@ impl fmt::Display for JobId {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StateKey {
     Job(JobId),
-    Token { instance: String },
+    Token {
+        instance: String,
+    },
+    /// `meta/layout` in partition 0: the partition count the records were
+    /// written under (see [`crate::state::layout`]).
+    Layout,
 }
 
 impl StateKey {
@@ -52,6 +57,7 @@ impl StateKey {
         match self {
             StateKey::Job(job) => format!("job/{}/{}", enc(&job.instance), enc(&job.resource)),
             StateKey::Token { instance } => format!("token/{}", enc(instance)),
+            StateKey::Layout => LAYOUT_KEY.to_string(),
         }
     }
 
@@ -65,6 +71,9 @@ impl StateKey {
                 .ok()
                 .map(|c| c.into_owned())
         };
+        if key == LAYOUT_KEY {
+            return Some(StateKey::Layout);
+        }
         let mut parts = key.split('/');
         let key = match (parts.next()?, parts.next(), parts.next()) {
             ("job", Some(i), Some(r)) => StateKey::Job(JobId::new(dec(i)?, dec(r)?)),
@@ -74,43 +83,58 @@ impl StateKey {
         parts.next().is_none().then_some(key)
     }
 
-    /// The instance whose partition this record lives in.
-    pub fn instance(&self) -> &str {
+    /// The instance whose partition this record lives in (`None` for the
+    /// layout record, which lives in partition 0).
+    pub fn instance(&self) -> Option<&str> {
         match self {
-            StateKey::Job(job) => &job.instance,
-            StateKey::Token { instance } => instance,
+            StateKey::Job(job) => Some(&job.instance),
+            StateKey::Token { instance } => Some(instance),
+            StateKey::Layout => None,
         }
     }
 }
 
-/// A published change: the pair that makes an event unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Published {
-    /// Ordered by time first, so pruning below a bound is a range removal.
-    pub updated_at: DateTime<Utc>,
-    pub object_id: String,
-}
+const LAYOUT_KEY: &str = "meta/layout";
 
 /// What a job has durably published. Written in the same transaction as the
 /// events it accounts for, so it can never run ahead of or behind them.
+///
+/// Forward compatible: fields this build does not know are ignored, so a
+/// newer release may add fields that are safe to ignore without a new
+/// version; a change an older reader would misread bumps
+/// [`CHECKPOINT_VERSION`], and readers refuse versions they do not know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Checkpoint {
-    /// Format version; a reader refuses versions it does not know rather
-    /// than misreading them.
+    /// Format version.
     pub version: u32,
     pub job: JobId,
     /// Where the job began (now, or the configured backfill start). Fixed by
     /// the job's first checkpoint so a crash before the first poll cannot
     /// move it.
     pub started_from: DateTime<Utc>,
-    /// The largest updated time published so far (or `started_from`).
+    /// The largest updated time published so far (or `started_from`),
+    /// never later than the provider's clock at the poll that set it.
     pub watermark: DateTime<Utc>,
-    /// Every `(objectId, updatedAt)` published at or after the start of the
-    /// next window. Windows overlap on purpose (poll delay, safety overlap,
-    /// clock skew, equal timestamps at page boundaries); this set is what
-    /// turns "seen twice" into "published once".
-    pub seen: BTreeSet<Published>,
+    /// Every change published at or after [`Checkpoint::covered_before`].
+    /// Windows overlap on purpose (poll delay, safety overlap, clock skew,
+    /// equal timestamps at page boundaries); this set is what turns "seen
+    /// twice" into "published once".
+    #[serde(default, rename = "seenHashes")]
+    pub seen: SeenSet,
+    /// Records dated before this were covered by committed windows and
+    /// their pairs pruned: they are never published again, whatever the
+    /// next window's start (a raised overlap reaches further back).
+    /// `None` in checkpoints written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered_before: Option<DateTime<Utc>>,
+    /// The provider's clock minus ours, as last measured, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_skew_ms: Option<i64>,
+    /// A window cut short by the page or record limit continues here; part
+    /// of the checkpoint so a crash or a handover resumes it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
     /// Start of the last committed poll, by the worker's clock.
     pub last_poll_start: Option<DateTime<Utc>>,
     pub polls: u64,
@@ -118,7 +142,121 @@ pub struct Checkpoint {
     pub dead_letters: u64,
 }
 
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Where a truncated window goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    /// The truncated window's start.
+    pub start: DateTime<Utc>,
+    /// The provider's URL of the rest of the window.
+    pub url: String,
+}
+
+/// The published `(objectId, updatedAt)` pairs that later windows may
+/// fetch again, bounded in bytes: grouped by updated time, each object id
+/// kept as the first 8 bytes of its SHA-1 (a whole pair costs about 11
+/// bytes encoded instead of ~60, so a bulk change of 20,000 records at one
+/// timestamp needs ~220 kB). Two ids of one timestamp collide with
+/// probability n²/2⁶⁵, about 10⁻⁸ for 20,000; a collision would hide one
+/// change, which is the price of a bounded checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenSet {
+    groups: BTreeMap<DateTime<Utc>, BTreeSet<u64>>,
+}
+
+impl SeenSet {
+    fn id_hash(object_id: &str) -> u64 {
+        let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, object_id.as_bytes());
+        let bytes = digest.as_bytes();
+        u64::from_be_bytes([
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+        ])
+    }
+
+    pub fn contains(&self, object_id: &str, updated_at: DateTime<Utc>) -> bool {
+        self.groups
+            .get(&updated_at)
+            .is_some_and(|g| g.contains(&Self::id_hash(object_id)))
+    }
+
+    /// `false` if the pair was there already.
+    pub fn insert(&mut self, object_id: &str, updated_at: DateTime<Utc>) -> bool {
+        self.groups
+            .entry(updated_at)
+            .or_default()
+            .insert(Self::id_hash(object_id))
+    }
+
+    /// Pairs held.
+    pub fn len(&self) -> usize {
+        self.groups.values().map(BTreeSet::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Forgets pairs dated before `bound`.
+    pub fn prune_before(&mut self, bound: DateTime<Utc>) {
+        self.groups = self.groups.split_off(&bound);
+    }
+
+    /// The latest updated time held.
+    pub fn latest(&self) -> Option<DateTime<Utc>> {
+        self.groups.keys().next_back().copied()
+    }
+}
+
+/// The encoded form: `[{"at": time, "ids": base64(sorted u64 big-endian)}]`.
+#[derive(Serialize, Deserialize)]
+struct SeenGroup {
+    at: DateTime<Utc>,
+    ids: String,
+}
+
+impl Serialize for SeenSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        s.collect_seq(self.groups.iter().map(|(at, ids)| {
+            let bytes: Vec<u8> = ids.iter().flat_map(|h| h.to_be_bytes()).collect();
+            SeenGroup {
+                at: *at,
+                ids: base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes),
+            }
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for SeenSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let groups = Vec::<SeenGroup>::deserialize(d)?;
+        let mut out = SeenSet::default();
+        for g in groups {
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(g.ids.as_bytes())
+                .map_err(|e| serde::de::Error::custom(format!("seen ids at {}: {e}", g.at)))?;
+            if bytes.len() % 8 != 0 {
+                return Err(serde::de::Error::custom(format!(
+                    "seen ids at {}: {} bytes is not a whole number of ids",
+                    g.at,
+                    bytes.len()
+                )));
+            }
+            let set = out.groups.entry(g.at).or_default();
+            for chunk in bytes.chunks_exact(8) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(chunk);
+                set.insert(u64::from_be_bytes(b));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The format this build writes. Version 1 (pairs in clear under `seen`)
+/// is still read.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -128,9 +266,23 @@ pub enum CheckpointError {
         source: serde_json::Error,
     },
     #[error(
-        "checkpoint for {key}: version {version} is not supported (this build reads {CHECKPOINT_VERSION})"
+        "checkpoint for {key}: version {version} is not supported (this build reads 1 and {CHECKPOINT_VERSION}): written by a newer release?"
     )]
     Version { key: String, version: u32 },
+}
+
+/// Version 1's clear pairs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct V1Seen {
+    #[serde(default)]
+    seen: Vec<V1Pair>,
+}
+
+#[derive(Deserialize)]
+struct V1Pair {
+    updated_at: DateTime<Utc>,
+    object_id: String,
 }
 
 impl Checkpoint {
@@ -141,7 +293,10 @@ impl Checkpoint {
             job,
             started_from: from,
             watermark: from,
-            seen: BTreeSet::new(),
+            seen: SeenSet::default(),
+            covered_before: None,
+            provider_skew_ms: None,
+            resume: None,
             last_poll_start: None,
             polls: 0,
             events: 0,
@@ -150,8 +305,9 @@ impl Checkpoint {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        // An empty checkpoint would be committed: rather stop here.
-        serde_json::to_vec(self).expect("plain data with string keys always serialises")
+        // Plain data with string keys: serialising cannot fail; an empty
+        // record would be committed, so the fallback is unreachable.
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// # Errors
@@ -161,37 +317,43 @@ impl Checkpoint {
         struct Version {
             version: u32,
         }
-        let v: Version =
-            serde_json::from_slice(bytes).map_err(|source| CheckpointError::Decode {
-                key: key.to_string(),
-                source,
-            })?;
-        if v.version != CHECKPOINT_VERSION {
-            return Err(CheckpointError::Version {
-                key: key.to_string(),
-                version: v.version,
-            });
-        }
-        serde_json::from_slice(bytes).map_err(|source| CheckpointError::Decode {
+        let decode = |source| CheckpointError::Decode {
             key: key.to_string(),
             source,
-        })
+        };
+        let v: Version = serde_json::from_slice(bytes).map_err(decode)?;
+        match v.version {
+            1 => {
+                let mut c: Checkpoint = serde_json::from_slice(bytes).map_err(decode)?;
+                let old: V1Seen = serde_json::from_slice(bytes).map_err(decode)?;
+                for p in old.seen {
+                    c.seen.insert(&p.object_id, p.updated_at);
+                }
+                c.version = CHECKPOINT_VERSION;
+                Ok(c)
+            }
+            CHECKPOINT_VERSION => serde_json::from_slice(bytes).map_err(decode),
+            version => Err(CheckpointError::Version {
+                key: key.to_string(),
+                version,
+            }),
+        }
     }
 
     pub fn has_published(&self, object_id: &str, updated_at: DateTime<Utc>) -> bool {
-        self.seen.contains(&Published {
-            updated_at,
-            object_id: object_id.to_string(),
-        })
+        self.seen.contains(object_id, updated_at)
     }
 
-    /// Forgets pairs older than `bound`: the next window starts at or after
-    /// it, so they can never be fetched (and published) again.
+    /// Forgets pairs older than `bound`, and remembers that records dated
+    /// before it are covered: the next window starts at or after it.
     pub fn prune_before(&mut self, bound: DateTime<Utc>) {
-        self.seen = self.seen.split_off(&Published {
-            updated_at: bound,
-            object_id: String::new(),
-        });
+        self.seen.prune_before(bound);
+        self.covered_before = Some(self.covered_before.map_or(bound, |c| c.max(bound)));
+    }
+
+    /// The provider's measured clock skew.
+    pub fn provider_skew(&self) -> Option<TimeDelta> {
+        self.provider_skew_ms.map(TimeDelta::milliseconds)
     }
 }
 
@@ -227,14 +389,8 @@ mod tests {
     #[test]
     fn checkpoint_round_trips_and_prunes() {
         let mut c = Checkpoint::starting(JobId::new("shop", "orders"), t("2024-01-01T00:00:00Z"));
-        c.seen.insert(Published {
-            updated_at: t("2024-01-01T00:00:05Z"),
-            object_id: "1".into(),
-        });
-        c.seen.insert(Published {
-            updated_at: t("2024-01-01T00:10:00Z"),
-            object_id: "2".into(),
-        });
+        c.seen.insert("1", t("2024-01-01T00:00:05Z"));
+        c.seen.insert("2", t("2024-01-01T00:10:00Z"));
         let back = Checkpoint::decode("k", &c.encode()).unwrap();
         assert_eq!(back, c);
         assert!(back.has_published("1", t("2024-01-01T00:00:05Z")));
@@ -242,6 +398,37 @@ mod tests {
         c.prune_before(t("2024-01-01T00:10:00Z"));
         assert_eq!(c.seen.len(), 1);
         assert!(c.has_published("2", t("2024-01-01T00:10:00Z")));
+    }
+
+    #[test]
+    fn version_1_checkpoints_are_read_and_unknown_fields_ignored() {
+        let v1 = r#"{"version":1,"job":{"instance":"shop","resource":"orders"},
+            "startedFrom":"2024-01-01T00:00:00Z","watermark":"2024-01-01T00:10:00Z",
+            "seen":[{"updated_at":"2024-01-01T00:10:00Z","object_id":"7"}],
+            "lastPollStart":null,"polls":3,"events":4,"deadLetters":0,"addedLater":{"x":1}}"#;
+        let c = Checkpoint::decode("k", v1.as_bytes()).unwrap();
+        assert_eq!(c.version, CHECKPOINT_VERSION);
+        assert!(c.has_published("7", t("2024-01-01T00:10:00Z")));
+        assert!(!c.has_published("8", t("2024-01-01T00:10:00Z")));
+        assert_eq!(c.polls, 3);
+        let v2 = Checkpoint::decode("k", &c.encode()).unwrap();
+        assert_eq!(v2, c);
+    }
+
+    #[test]
+    fn twenty_thousand_pairs_at_one_timestamp_stay_small() {
+        let mut c = Checkpoint::starting(JobId::new("shop", "orders"), t("2024-01-01T00:00:00Z"));
+        let at = t("2024-01-01T00:10:00Z");
+        for id in 0..20_000 {
+            assert!(c.seen.insert(&id.to_string(), at));
+        }
+        assert!(!c.seen.insert("7", at), "a repeat is not new");
+        let bytes = c.encode();
+        assert!(bytes.len() < 230_000, "{} bytes", bytes.len());
+        let back = Checkpoint::decode("k", &bytes).unwrap();
+        assert_eq!(back.seen.len(), 20_000);
+        assert!((0..20_000).all(|id| back.has_published(&id.to_string(), at)));
+        assert!(!back.has_published("20000", at));
     }
 
     #[test]

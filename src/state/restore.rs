@@ -19,9 +19,16 @@ pub struct Restored {
     pub checkpoints: HashMap<JobId, Checkpoint>,
     /// Encrypted token sets by instance id.
     pub tokens: HashMap<String, Vec<u8>>,
-    /// Records that could not be read, with the reason; skipped, never fatal:
-    /// one bad record must not stop every job of the partition.
+    /// Jobs whose latest checkpoint could not be read (a newer format, a
+    /// rollback, corruption), with the reason. They are blocked, never
+    /// started over: a fresh checkpoint would lose (or replay) everything
+    /// since the unreadable one.
+    pub unreadable: HashMap<JobId, String>,
+    /// Other records that could not be read, with the reason; skipped: one
+    /// bad record must not stop every job of the partition.
     pub problems: Vec<String>,
+    /// The partition count recorded in `meta/layout` (partition 0 only).
+    pub layout: Option<i32>,
     pub records: u64,
 }
 
@@ -85,16 +92,29 @@ fn read(
         match (key, msg.payload()) {
             (StateKey::Job(job), None) => {
                 out.checkpoints.remove(&job);
+                out.unreadable.remove(&job);
             }
             (StateKey::Job(job), Some(bytes)) => {
                 let key_text = StateKey::Job(job.clone()).encode();
                 match Checkpoint::decode(&key_text, bytes) {
                     Ok(c) => {
+                        out.unreadable.remove(&job);
                         out.checkpoints.insert(job, c);
                     }
-                    Err(e) => out.problems.push(format!("offset {}: {e}", msg.offset())),
+                    Err(e) => {
+                        out.checkpoints.remove(&job);
+                        out.unreadable
+                            .insert(job, format!("offset {}: {e}", msg.offset()));
+                    }
                 }
             }
+            (StateKey::Layout, None) => out.layout = None,
+            (StateKey::Layout, Some(bytes)) => match super::layout::decode(bytes) {
+                Some(n) => out.layout = Some(n),
+                None => out
+                    .problems
+                    .push(format!("offset {}: unreadable layout record", msg.offset())),
+            },
             (StateKey::Token { instance }, None) => {
                 out.tokens.remove(&instance);
             }

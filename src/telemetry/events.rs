@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 use tracing::{debug, info, warn};
 
 use super::metrics::{PollResult, TxnResult, event_type_label, names};
-use crate::event::{Change, EventType};
+use crate::event::EventType;
 use crate::publish::PublishError;
 use crate::source::{FetchStats, SourceError};
 use crate::state::JobId;
@@ -94,7 +94,8 @@ pub struct PollCommitted<'a> {
     pub poll_start: DateTime<Utc>,
     pub records: usize,
     pub pages: u32,
-    pub changes: &'a [Change<'a>],
+    /// The event type of each event published.
+    pub published: &'a [EventType],
     pub dead_letters: usize,
     pub duplicates: u64,
     /// The committed checkpoint's watermark.
@@ -112,7 +113,7 @@ impl PollCommitted<'_> {
             poll_start = %self.poll_start.to_rfc3339(),
             records = self.records,
             pages = self.pages,
-            events = self.changes.len(),
+            events = self.published.len(),
             dead_letters = self.dead_letters,
             duplicates = self.duplicates,
             watermark = %self.watermark,
@@ -126,8 +127,8 @@ impl PollCommitted<'_> {
         count(names::DUPLICATES, self.duplicates);
         count(names::DEAD_LETTERS, self.dead_letters as u64);
         let (mut created, mut updated) = (0, 0);
-        for c in self.changes {
-            match c.event_type {
+        for t in self.published {
+            match t {
                 EventType::Created => created += 1,
                 EventType::Updated => updated += 1,
                 EventType::Deleted => {}
@@ -137,9 +138,36 @@ impl PollCommitted<'_> {
             counter!(names::EVENTS, "job" => job.clone(), "type" => event_type_label(t))
                 .increment(n);
         }
-        let lag = (self.committed_at - self.watermark).as_seconds_f64();
+        // Never negative: a watermark ahead of our clock (a provider clock
+        // ahead, within the future tolerance) would hide real lag from a
+        // `lag > X` alert.
+        let lag = (self.committed_at - self.watermark)
+            .as_seconds_f64()
+            .max(0.0);
         gauge!(names::WATERMARK_LAG, "job" => job.clone()).set(lag);
         poll_finished(&job, PollResult::Committed, self.elapsed);
+    }
+}
+
+/// A window held records dated after the provider's clock.
+pub struct FutureDatedSeen<'a> {
+    pub job: &'a JobId,
+    pub count: u64,
+    /// The latest date the window accepted as honest.
+    pub provider_now: DateTime<Utc>,
+    pub dead_lettered: bool,
+}
+
+impl FutureDatedSeen<'_> {
+    pub fn emit(self) {
+        warn!(
+            message = "Records dated in the future; the watermark stays at the provider's clock.",
+            job = %self.job,
+            count = self.count,
+            latest_accepted = %self.provider_now.to_rfc3339(),
+            handled = if self.dead_lettered { "dead-lettered" } else { "published once" },
+        );
+        counter!(names::FUTURE_DATED, "job" => self.job.to_string()).increment(self.count);
     }
 }
 
@@ -199,19 +227,60 @@ impl TransactionFinished {
 pub struct ReadinessChanged {
     pub owned_partitions: usize,
     pub ready: bool,
+    pub blocked_jobs: usize,
+    pub needing_authorization: usize,
 }
 
 impl ReadinessChanged {
     pub fn emit(self) {
         gauge!(names::OWNED_PARTITIONS).set(self.owned_partitions as f64);
         gauge!(names::READY).set(if self.ready { 1.0 } else { 0.0 });
+        gauge!(names::JOBS_BLOCKED, "reason" => "unreadable_checkpoint")
+            .set(self.blocked_jobs as f64);
+        gauge!(names::NEEDING_AUTHORIZATION).set(self.needing_authorization as f64);
+    }
+}
+
+/// A job's checkpoint does not decode: the job is blocked, never reset.
+pub struct CheckpointUnreadable<'a> {
+    pub job: &'a JobId,
+    pub partition: i32,
+    pub problem: &'a str,
+}
+
+impl CheckpointUnreadable<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            message = "Checkpoint unreadable; the job is blocked.",
+            job = %self.job,
+            partition = self.partition,
+            problem = self.problem,
+            action = "run the release that wrote it, or replace the checkpoint; the job is never started over on its own",
+        );
+    }
+}
+
+/// The provider refused an instance's grant: it needs a new code.
+pub struct AuthorizationNeeded<'a> {
+    pub job: &'a JobId,
+    pub retry_in: Duration,
+}
+
+impl AuthorizationNeeded<'_> {
+    pub fn emit(self) {
+        warn!(
+            message = "Instance needs re-authorization; backing off.",
+            job = %self.job,
+            instance = %self.job.instance,
+            retry_in_s = self.retry_in.as_secs(),
+            action = "authorize the app again and put the new code in the instance file's providerData.code, then restart the worker",
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
-    use serde_json::value::RawValue;
 
     use super::super::metrics::Metrics;
     use super::*;
@@ -221,13 +290,6 @@ mod tests {
     fn poll_events_count_what_they_report() {
         let (recorder, m) = Metrics::isolated();
         let job = JobId::new("shop", "orders");
-        let raw = RawValue::from_string("{}".into()).unwrap();
-        let change = |event_type| Change {
-            object_id: "1".into(),
-            event_type,
-            filter_date: Utc::now(),
-            raw: &raw,
-        };
         let now = Utc::now();
         metrics::with_local_recorder(&recorder, || {
             WindowFetched {
@@ -245,7 +307,7 @@ mod tests {
                 poll_start: now,
                 records: 4,
                 pages: 2,
-                changes: &[change(EventType::Created), change(EventType::Updated)],
+                published: &[EventType::Created, EventType::Updated],
                 dead_letters: 1,
                 duplicates: 1,
                 watermark: now - TimeDelta::milliseconds(12_500),
@@ -273,6 +335,8 @@ mod tests {
             ReadinessChanged {
                 owned_partitions: 1,
                 ready: true,
+                blocked_jobs: 0,
+                needing_authorization: 0,
             }
             .emit();
         });

@@ -39,6 +39,9 @@ pub mod names {
     pub const COMMIT_DURATION: &str = "event_poller_commit_duration_seconds";
     pub const OWNED_PARTITIONS: &str = "event_poller_owned_partitions";
     pub const READY: &str = "event_poller_ready";
+    pub const FUTURE_DATED: &str = "event_poller_future_dated_records_total";
+    pub const JOBS_BLOCKED: &str = "event_poller_jobs_blocked";
+    pub const NEEDING_AUTHORIZATION: &str = "event_poller_instances_needing_authorization";
 }
 
 /// A poll spans one request to a full window of pages and a commit: from
@@ -234,10 +237,24 @@ fn describe() {
         "State partitions this worker owns (and so whose jobs it polls)."
     );
     describe_gauge!(READY, "1 while /readyz answers 200.");
+    describe_counter!(
+        FUTURE_DATED,
+        "Records dated after the provider's clock: published (or dead-lettered) once, never moving the watermark."
+    );
+    describe_gauge!(
+        JOBS_BLOCKED,
+        "Jobs of owned partitions that are not polled, by reason (unreadable_checkpoint)."
+    );
+    describe_gauge!(
+        NEEDING_AUTHORIZATION,
+        "Instances of owned partitions whose grant the provider refused: they need a new authorization code."
+    );
     for result in [TxnResult::Committed, TxnResult::Aborted] {
         metrics::counter!(TRANSACTIONS, "result" => result.as_str()).increment(0);
     }
     metrics::gauge!(OWNED_PARTITIONS).set(0.0);
+    metrics::gauge!(JOBS_BLOCKED, "reason" => "unreadable_checkpoint").set(0.0);
+    metrics::gauge!(NEEDING_AUTHORIZATION).set(0.0);
     metrics::gauge!(READY).set(0.0);
 }
 

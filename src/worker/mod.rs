@@ -99,6 +99,8 @@ pub enum WorkerError {
     Topics(#[from] topics::TopicError),
     #[error("joining the worker group: {0}")]
     Group(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Layout(#[from] crate::state::layout::LayoutError),
 }
 
 /// Runs the worker until `shutdown`: then stops taking new polls, lets
@@ -115,6 +117,13 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     topics::ensure_topics(&config.kafka, &config.topics, config.layout).await?;
     let partitions = topics::partition_count(&config.kafka, &config.topics.state).await?;
+    crate::state::layout::check(
+        &config.kafka,
+        &config.topics.state,
+        partitions,
+        config.restore_timeout,
+    )
+    .await?;
     let mut jobs = jobs::jobs_by_partition(&instances, partitions);
     info!(
         message = "Worker starting.",

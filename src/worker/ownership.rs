@@ -13,10 +13,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::ops::Readiness;
+use crate::ops::{Attention, Readiness};
 use crate::publish::{Batch, PartitionProducer, Topics};
 use crate::state::restore_partition;
 use crate::state::{Checkpoint, StateKey};
+use crate::telemetry::events::CheckpointUnreadable;
 
 use crate::source::{Source, SourceFactory};
 
@@ -89,6 +90,21 @@ async fn own(
     for problem in &restored.problems {
         warn!(message = "Unreadable state record skipped.", partition, %problem);
     }
+    for (job, problem) in &restored.unreadable {
+        CheckpointUnreadable {
+            job,
+            partition,
+            problem,
+        }
+        .emit();
+        deps.readiness.attention(
+            partition,
+            &job.to_string(),
+            Some(Attention::UnreadableCheckpoint {
+                detail: problem.clone(),
+            }),
+        );
+    }
     info!(
         message = "State partition restored.",
         partition,
@@ -108,7 +124,9 @@ async fn own(
     let now = deps.clock.now();
     let mut fresh = Vec::new();
     for job in jobs {
-        if !checkpoints.contains_key(&job.id) {
+        // A job whose checkpoint cannot be read is blocked: starting it
+        // over would lose (or replay) everything since that checkpoint.
+        if !checkpoints.contains_key(&job.id) && !restored.unreadable.contains_key(&job.id) {
             let from = job.instance.backfill_from.unwrap_or(now);
             let c = Checkpoint::starting(job.id.clone(), from);
             fresh.push((StateKey::Job(job.id.clone()).encode(), Some(c.encode())));
@@ -147,12 +165,13 @@ async fn own(
         let runner = JobRunner {
             job: job.clone(),
             checkpoint,
-            resume: None,
             source,
             commit: lane.clone(),
             clock: deps.clock.clone(),
             permits: deps.permits.clone(),
             settings: deps.poll.clone(),
+            readiness: deps.readiness.clone(),
+            partition,
         };
         let span = info_span!("job", job = %job.id);
         tasks.spawn(runner.run(stop.clone(), refence.clone()).instrument(span));

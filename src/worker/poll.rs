@@ -18,13 +18,17 @@ use tracing::warn;
 
 use crate::backoff::Backoff;
 use crate::detect::{self, Bounds};
-use crate::event::{EventContext, dead_letter_record, event_record};
+use crate::event::{
+    DeadKind, DeadRecord, EventContext, MAX_EVENT_BYTES, dead_letter_record, event_record,
+};
 use crate::javadate::Zone;
+use crate::ops::{Attention, Readiness};
 use crate::publish::{Batch, PublishError};
 use crate::source::{FailureKind, FetchRequest, Source};
-use crate::state::{Checkpoint, StateKey};
+use crate::state::{Checkpoint, Resume, StateKey};
 use crate::telemetry::events::{
-    PollAborted, PollCommitted, PollFetchFailed, PollProducerFailed, PollStarted, WindowFetched,
+    AuthorizationNeeded, FutureDatedSeen, PollAborted, PollCommitted, PollFetchFailed,
+    PollProducerFailed, PollStarted, WindowFetched,
 };
 
 use super::clock::Clock;
@@ -60,15 +64,14 @@ pub enum PollOutcome {
 pub struct JobRunner {
     pub job: Job,
     pub checkpoint: Checkpoint,
-    /// A window cut short by the page or record limit continues here (its
-    /// start and the provider's resume URL). Only in memory: after a crash
-    /// the window is redone from the checkpoint.
-    pub resume: Option<(DateTime<Utc>, String)>,
     pub source: Arc<dyn Source>,
     pub commit: Arc<dyn Commit>,
     pub permits: Arc<Semaphore>,
     pub settings: Arc<PollSettings>,
     pub clock: Arc<dyn Clock>,
+    /// Where a job that needs an operator is reported, and its partition.
+    pub readiness: Arc<Readiness>,
+    pub partition: i32,
 }
 
 /// What the loop does after a poll.
@@ -109,6 +112,12 @@ impl JobRunner {
                 self.settings.retry_min,
                 &mut failures,
             );
+            self.report(
+                outcome,
+                (next_at(next) - self.clock.now())
+                    .to_std()
+                    .unwrap_or_default(),
+            );
             match next {
                 Next::At(at) => due = at,
                 Next::Refence => {
@@ -116,6 +125,30 @@ impl JobRunner {
                     return;
                 }
             }
+        }
+    }
+
+    /// Tells the operator when the instance's grant was refused, and when
+    /// that is over.
+    fn report(&self, outcome: PollOutcome, retry_in: Duration) {
+        let instance = &self.job.id.instance;
+        match outcome {
+            PollOutcome::FetchFailed(FailureKind::Reauthorize) => {
+                AuthorizationNeeded {
+                    job: &self.job.id,
+                    retry_in,
+                }
+                .emit();
+                self.readiness.attention(
+                    self.partition,
+                    instance,
+                    Some(Attention::NeedsAuthorization),
+                );
+            }
+            PollOutcome::Committed { .. } => {
+                self.readiness.attention(self.partition, instance, None);
+            }
+            _ => {}
         }
     }
 
@@ -134,32 +167,25 @@ impl JobRunner {
         let timer = Instant::now();
         let job = &self.job;
         let resource = job.resource();
-        let resume = self.resume.take();
-        let start = match &resume {
-            Some((start, _)) => *start,
-            None => {
-                detect::window_start(self.checkpoint.watermark, resource, self.settings.overlap)
-            }
-        };
-        let mut window = Bounds {
-            start,
-            poll_start: started,
-            overlap: self.settings.overlap,
-            not_before: self.checkpoint.started_from,
-        };
         // A truncated window continues where it stopped rather than from
         // the watermark: re-reading the overlap would fetch the same first
         // pages again, for ever, when more records than one poll may read
-        // share that stretch of time.
-        let url = match resume.as_ref() {
-            Some((_, url)) => url.clone(),
-            None => resource
-                .url
-                .render(window.start, &self.settings.service_zone),
+        // share that stretch of time. The resume is in the checkpoint, so a
+        // restart or a handover continues it too.
+        let (start, url) = match &self.checkpoint.resume {
+            Some(r) => (r.start, r.url.clone()),
+            None => {
+                let start =
+                    detect::next_window_start(&self.checkpoint, resource, self.settings.overlap);
+                (
+                    start,
+                    resource.url.render(start, &self.settings.service_zone),
+                )
+            }
         };
         PollStarted {
             job: &job.id,
-            since: window.start,
+            since: start,
             lateness,
         }
         .emit();
@@ -183,7 +209,6 @@ impl JobRunner {
                 }
                 .emit();
                 // Nothing of this step was published: it can be retried.
-                self.resume = resume;
                 return PollOutcome::FetchFailed(failure.error.kind());
             }
         };
@@ -192,38 +217,81 @@ impl JobRunner {
             stats: &fetched.stats,
         }
         .emit();
-        window.not_before = detect::job_start_on_provider_clock(
-            self.checkpoint.started_from,
-            started,
-            fetched.provider_date,
-        );
-        let detected = detect::detect(resource, &self.checkpoint, window, &fetched.records);
+        let skew = fetched.provider_skew.or(self.checkpoint.provider_skew());
+        let window = Bounds {
+            start,
+            poll_start: started,
+            overlap: self.settings.overlap,
+            not_before: detect::job_start_on_provider_clock(self.checkpoint.started_from, skew),
+            provider_now: detect::provider_now(fetched.provider_date, self.clock.now()),
+            skew: fetched.provider_skew,
+        };
+        let resume = match (fetched.truncated, &fetched.resume_url) {
+            (true, Some(url)) => Some(Resume {
+                start,
+                url: url.clone(),
+            }),
+            _ => None,
+        };
+        let detected = detect::detect(resource, &self.checkpoint, window, &fetched.records, resume);
         let ctx = EventContext {
             job: &job.id,
             element_key: &job.instance.element_key,
             callback_url: job.instance.callback_url.as_deref(),
         };
-        let events: Vec<_> = detected
-            .changes
-            .iter()
-            .map(|c| event_record(&ctx, c))
-            .collect();
-        let dead_letters: Vec<_> = detected
-            .dead
-            .iter()
-            .map(|d| dead_letter_record(&ctx, d, window.start))
-            .collect();
-        for d in &detected.dead {
-            warn!(message = "Record sent to the dead-letter topic.", job = %job.id, reason = %d.reason);
+        let mut events = Vec::with_capacity(detected.changes.len());
+        let mut published = Vec::with_capacity(detected.changes.len());
+        let mut dead = detected.dead.clone();
+        for c in &detected.changes {
+            let record = event_record(&ctx, c);
+            // One record too large for a Kafka message must not fail its
+            // window for ever: it is dead-lettered (cut), its pair stays in
+            // the dedupe set, and the rest publishes.
+            if record.size() > MAX_EVENT_BYTES {
+                dead.push(DeadRecord {
+                    object_id: Some(c.object_id.clone()),
+                    kind: DeadKind::TooLarge,
+                    reason: format!(
+                        "its event is {} bytes; the largest event is {MAX_EVENT_BYTES} bytes",
+                        record.size()
+                    ),
+                    raw: c.raw,
+                });
+            } else {
+                events.push(record);
+                published.push(c.event_type);
+            }
         }
+        let dead_letters: Vec<_> = dead
+            .iter()
+            .map(|d| dead_letter_record(&ctx, d, start))
+            .collect();
+        for d in &dead {
+            warn!(
+                message = "Record sent to the dead-letter topic.",
+                job = %job.id,
+                kind = d.kind.as_str(),
+                object_id = d.object_id.as_deref().unwrap_or_default(),
+                reason = %d.reason
+            );
+        }
+        if detected.future_dated > 0 {
+            FutureDatedSeen {
+                job: &job.id,
+                count: detected.future_dated,
+                provider_now: window.provider_now,
+                dead_lettered: resource.dead_letter_future_dated,
+            }
+            .emit();
+        }
+        let mut next = detected.next;
+        next.dead_letters += (dead.len() - detected.dead.len()) as u64;
+        next.events -= (dead.len() - detected.dead.len()) as u64;
         let n = events.len();
         let batch = Batch {
             events,
             dead_letters,
-            state: vec![(
-                StateKey::Job(job.id.clone()).encode(),
-                Some(detected.next.encode()),
-            )],
+            state: vec![(StateKey::Job(job.id.clone()).encode(), Some(next.encode()))],
         };
         match self.commit.commit(batch).await {
             Ok(()) => {
@@ -232,20 +300,15 @@ impl JobRunner {
                     poll_start: started,
                     records: fetched.records.len(),
                     pages: fetched.pages,
-                    changes: &detected.changes,
-                    dead_letters: detected.dead.len(),
+                    published: &published,
+                    dead_letters: dead.len(),
                     duplicates: detected.duplicates,
-                    watermark: detected.next.watermark,
+                    watermark: next.watermark,
                     committed_at: self.clock.now(),
                     elapsed: timer.elapsed(),
                 }
                 .emit();
-                self.checkpoint = detected.next;
-                self.resume = if fetched.truncated {
-                    fetched.resume_url.clone().map(|u| (window.start, u))
-                } else {
-                    None
-                };
+                self.checkpoint = next;
                 PollOutcome::Committed {
                     events: n,
                     truncated: fetched.truncated,
@@ -315,6 +378,13 @@ fn schedule(
     }
 }
 
+fn next_at(next: Next) -> DateTime<Utc> {
+    match next {
+        Next::At(at) => at,
+        Next::Refence => DateTime::<Utc>::MIN_UTC,
+    }
+}
+
 /// One interval after `from`, with ±10% jitter so that jobs that started
 /// together (a restart, a rebalance) spread out instead of polling in step.
 fn next_due(from: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
@@ -331,6 +401,13 @@ fn next_due(from: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
 /// more than an hour is asked again after one.
 const LONGEST_RETRY: Duration = Duration::from_secs(3600);
 
+/// A refused grant needs a person too, but one who is usually told by the
+/// metric and `/readyz` and fixes it soon: retry from 30 s (or one interval)
+/// up to 15 minutes, so the fix is picked up quickly without hammering the
+/// token endpoint.
+const FIRST_REAUTHORIZE_RETRY: Duration = Duration::from_secs(30);
+const LONGEST_REAUTHORIZE_RETRY: Duration = Duration::from_secs(15 * 60);
+
 /// When to poll again after the `failures`-th failure in a row, by what
 /// failed: transient trouble is retried soon, backing off up to one
 /// interval; a throttle is waited out as asked; a failure only a person can
@@ -344,7 +421,11 @@ fn retry_delay(kind: FailureKind, min: Duration, interval: Duration, failures: u
         FailureKind::Throttled {
             retry_after: Some(asked),
         } => asked.clamp(min, LONGEST_RETRY.max(min)),
-        FailureKind::Reauthorize | FailureKind::Permanent => {
+        FailureKind::Reauthorize => {
+            let first = interval.max(min).max(FIRST_REAUTHORIZE_RETRY);
+            Backoff::new(first, LONGEST_REAUTHORIZE_RETRY.max(first)).delay(failures)
+        }
+        FailureKind::Permanent => {
             let first = interval.max(min);
             Backoff::new(first, LONGEST_RETRY.max(first)).delay(failures)
         }
@@ -379,11 +460,16 @@ mod tests {
             // A throttle without a hint backs off like transient trouble.
             let unhinted = FailureKind::Throttled { retry_after: None };
             assert!((500..=1_000).contains(&ms(unhinted, 1)));
-            // A person must act: one interval at first, up to an hour.
+            // A person must act: one interval at first, up to an hour for
+            // a rejected URL, up to 15 minutes for a refused grant.
             for kind in [FailureKind::Reauthorize, FailureKind::Permanent] {
                 assert!((30_000..=60_000).contains(&ms(kind, 1)));
-                assert!((1_800_000..=3_600_000).contains(&ms(kind, 20)));
             }
+            assert!((1_800_000..=3_600_000).contains(&ms(FailureKind::Permanent, 20)));
+            assert!((450_000..=900_000).contains(&ms(FailureKind::Reauthorize, 20)));
+            // Even with a short interval, a refused grant waits 15–30 s.
+            let short = retry_delay(FailureKind::Reauthorize, min, min, 1).num_milliseconds();
+            assert!((15_000..=30_000).contains(&short), "{short}");
         }
         // A throttle is waited out as asked, past the interval, within the hour.
         let asked = |secs| FailureKind::Throttled {
@@ -507,7 +593,6 @@ mod tests {
             let runner = JobRunner {
                 checkpoint: Checkpoint::starting(job.id.clone(), origin() - TimeDelta::minutes(10)),
                 job,
-                resume: None,
                 source: source.clone(),
                 commit: commit.clone(),
                 permits: Arc::new(Semaphore::new(1)),
@@ -519,6 +604,8 @@ mod tests {
                 clock: Arc::new(TestClock {
                     start: TokioInstant::now(),
                 }),
+                readiness: Arc::new(Readiness::new()),
+                partition: 0,
             };
             Harness {
                 source,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-use crate::crypto::{CryptoError, SealingKey};
+use crate::crypto::SealingKey;
 use crate::publish::{Batch, PublishError};
 use crate::source::{CredentialStore, StoreError};
 use crate::state::StateKey;
@@ -19,11 +19,6 @@ use super::lane::Commit;
 pub enum VaultError {
     #[error("STATE_ENCRYPTION_KEY is not set; it is required to keep OAuth tokens in Kafka")]
     NoKey,
-    #[error("stored tokens of instance {instance}: {source}")]
-    Crypto {
-        instance: String,
-        source: CryptoError,
-    },
     #[error("persisting tokens of instance {instance}: {source}")]
     Publish {
         instance: String,
@@ -70,12 +65,21 @@ impl TokenVault {
             return Ok(None);
         };
         let aad = record_key(instance);
-        key.open(aad.as_bytes(), &sealed)
-            .map(Some)
-            .map_err(|source| VaultError::Crypto {
-                instance: instance.to_string(),
-                source,
-            })
+        match key.open(aad.as_bytes(), &sealed) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(error) => {
+                // Most likely STATE_ENCRYPTION_KEY was changed. The sealed
+                // set is useless to this process: fall back to the
+                // instance's authorization code rather than failing every
+                // poll for ever.
+                tracing::error!(
+                    message = "Stored OAuth2 tokens cannot be decrypted with STATE_ENCRYPTION_KEY (was the key changed?); using the instance's authorization code instead.",
+                    instance,
+                    %error,
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// Seals and commits `plaintext` as the instance's token set. Returns

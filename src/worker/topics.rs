@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -23,6 +23,18 @@ pub enum TopicError {
     },
     #[error("topic {topic} has no partitions or is missing")]
     Missing { topic: String },
+    #[error(
+        "state topic {topic} has cleanup.policy={policy}: Kafka would delete checkpoints and \
+         tokens after its retention and jobs would start over. The state topic must be compacted: \
+         `kafka-configs --alter --entity-type topics --entity-name {topic} --add-config \
+         cleanup.policy=compact`"
+    )]
+    NotCompacted { topic: String, policy: String },
+    #[error("describing state topic {topic}: {code:?}")]
+    Describe {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
 }
 
 /// How the topics the service creates are laid out.
@@ -55,6 +67,39 @@ pub async fn ensure_topics(
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(TopicError::Refused { topic, code }),
+        }
+    }
+    check_compacted(&admin, topics[2].name, &opts).await
+}
+
+/// An existing state topic (created by an operator, or by hand) must be
+/// compacted: with `delete` its records vanish after the retention.
+async fn check_compacted(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    opts: &AdminOptions,
+) -> Result<(), TopicError> {
+    let spec = ResourceSpecifier::Topic(topic);
+    let described = admin.describe_configs([&spec], opts).await?;
+    for result in described {
+        let resource = result.map_err(|code| TopicError::Describe {
+            topic: topic.to_string(),
+            code,
+        })?;
+        // A topic created a moment ago may not show its configuration yet:
+        // only a policy that is known and lacks `compact` is refused.
+        let Some(policy) = resource
+            .get("cleanup.policy")
+            .and_then(|e| e.value.clone())
+            .filter(|p| !p.is_empty())
+        else {
+            continue;
+        };
+        if !policy.split(',').any(|p| p.trim() == "compact") {
+            return Err(TopicError::NotCompacted {
+                topic: topic.to_string(),
+                policy,
+            });
         }
     }
     Ok(())

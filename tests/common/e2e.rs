@@ -596,3 +596,86 @@ impl Poller {
         }
     }
 }
+
+impl Poller {
+    /// The address of the poller's ops endpoint (it binds a free port and
+    /// logs it).
+    pub async fn ops_address(&self) -> String {
+        let mut address = String::new();
+        self.await_log(Duration::from_secs(30), |lines| {
+            match lines
+                .iter()
+                .find(|l| l["message"] == "Ops endpoint listening.")
+            {
+                Some(l) => {
+                    address = l["address"].as_str().unwrap_or_default().to_owned();
+                    true
+                }
+                None => false,
+            }
+        })
+        .await;
+        address
+    }
+
+    /// `GET path` on the ops endpoint: status and body.
+    pub async fn ops_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.ops_address().await);
+        let response = reqwest::get(&url).await.expect("ops endpoint");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("ops body"))
+    }
+
+    /// The sum of every sample of metric `name` (all label sets), or
+    /// `None` when the family has no sample.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.ops_get("/metrics").await;
+        metric_sum(&text, name)
+    }
+
+    /// Waits until `done(/metrics text)` holds.
+    pub async fn await_metrics(&self, timeout: Duration, mut done: impl FnMut(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, text) = self.ops_get("/metrics").await;
+            if done(&text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics condition not met within {timeout:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits for the process to end by itself; its exit code.
+    pub async fn await_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let log = self.log_text();
+                panic!("poller still running after {timeout:?}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The sum of the samples of `name` in Prometheus text (`name` or
+/// `name{labels}` lines).
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}

@@ -172,3 +172,4 @@ pub async fn read_records(topic: &str, isolation: &'static str) -> Vec<Record> {
     .expect("reader")
 }
 pub mod e2e;
+pub mod rounds;

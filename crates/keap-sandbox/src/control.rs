@@ -47,19 +47,29 @@ fn raw_json(status: StatusCode, body: impl Into<Bytes>) -> Response {
 struct CreateBody {
     #[serde(default = "one")]
     count: usize,
+    /// Pads each new order's `notes` to this many bytes: large orders for
+    /// size limits and memory measurements.
+    #[serde(default)]
+    notes_bytes: Option<usize>,
 }
 
 impl Default for CreateBody {
     fn default() -> Self {
-        Self { count: 1 }
+        Self {
+            count: 1,
+            notes_bytes: None,
+        }
     }
 }
+
+/// The largest `notes_bytes` one order may ask for.
+const MAX_NOTES_BYTES: usize = 16 << 20;
 
 fn one() -> usize {
     1
 }
 
-/// `POST /_sandbox/orders {"count": N}` → `{"ids": [...]}`
+/// `POST /_sandbox/orders {"count": N, "notes_bytes": B}` → `{"ids": [...]}`
 pub async fn create_orders(State(sb): State<Sandbox>, body: Bytes) -> Response {
     let req: CreateBody = match json_body(&body) {
         Ok(b) => b,
@@ -69,17 +79,41 @@ pub async fn create_orders(State(sb): State<Sandbox>, body: Bytes) -> Response {
         return ParamError::new("count", format!("must be between 1 and {MAX_CREATE}"))
             .into_response();
     }
-    let ids = lock(&sb.0.store).create(req.count);
+    if req.notes_bytes.is_some_and(|b| b > MAX_NOTES_BYTES) {
+        return ParamError::new("notes_bytes", format!("must be at most {MAX_NOTES_BYTES}"))
+            .into_response();
+    }
+    let ids = lock(&sb.0.store).create(req.count, req.notes_bytes);
     axum::Json(serde_json::json!({ "ids": ids })).into_response()
 }
 
-/// `POST /_sandbox/orders/{id}/touch` → the updated order
-pub async fn touch_order(State(sb): State<Sandbox>, Path(id): Path<String>) -> Response {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TouchBody {
+    /// Dates the change this many seconds after the provider's now.
+    #[serde(default)]
+    ahead_seconds: i64,
+}
+
+/// `POST /_sandbox/orders/{id}/touch {"ahead_seconds": N}` → the updated order
+pub async fn touch_order(
+    State(sb): State<Sandbox>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    let touched = lock(&sb.0.store).touch(id);
+    let req: TouchBody = match json_body(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if req.ahead_seconds.abs() > 100 * 366 * 86_400 {
+        return ParamError::new("ahead_seconds", "must be within ±100 years").into_response();
+    }
+    let ahead = chrono::TimeDelta::seconds(req.ahead_seconds);
+    let touched = lock(&sb.0.store).touch_dated(id, ahead);
     match touched {
         Some(order) => raw_json(StatusCode::OK, order.json.clone()),
         None => message(StatusCode::NOT_FOUND, format!("Order {id} not found")),
@@ -103,6 +137,12 @@ pub async fn delete_order(State(sb): State<Sandbox>, Path(id): Path<String>) -> 
 pub async fn mint_code(State(sb): State<Sandbox>) -> Response {
     let code = lock(&sb.0.tokens).mint_code();
     axum::Json(serde_json::json!({ "code": code })).into_response()
+}
+
+/// `POST /_sandbox/revoke` → 204: every access and refresh token is void.
+pub async fn revoke_tokens(State(sb): State<Sandbox>) -> Response {
+    lock(&sb.0.tokens).revoke_all();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `GET /_sandbox/faults`

@@ -21,6 +21,7 @@
 //! | `POST /_sandbox/orders/{id}/touch` | → the updated order |
 //! | `DELETE /_sandbox/orders/{id}` | → 204 |
 //! | `POST /_sandbox/codes` | → `{"code": "..."}` (a fresh one-time authorization code) |
+//! | `POST /_sandbox/revoke` | → 204; every access and refresh token is void (the app was disconnected) |
 //! | `GET`/`PUT`/`DELETE /_sandbox/faults` | any subset of the [`faults::FaultSettings`] keys → all settings |
 //! | `GET`/`PUT /_sandbox/clock` | `{"offset_seconds": N}` → `{"offset_seconds", "now"}` |
 //! | `GET /_sandbox/changes` | → `{"changes": [{"id", "change", "modification_date"}]}` |
@@ -257,6 +258,7 @@ pub fn router(sandbox: Sandbox) -> Router {
         .route("/_sandbox/orders/{id}/touch", post(control::touch_order))
         .route("/_sandbox/orders/{id}", delete(control::delete_order))
         .route("/_sandbox/codes", post(control::mint_code))
+        .route("/_sandbox/revoke", post(control::revoke_tokens))
         .route(
             "/_sandbox/faults",
             get(control::get_faults)

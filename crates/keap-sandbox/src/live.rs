@@ -52,7 +52,7 @@ pub async fn run(sb: Sandbox, create_rate: f64, update_rate: f64, cancel: Cancel
         let (mut c, mut u) = (0, 0);
         while c < creates || u < updates {
             if c < creates {
-                store.create(1);
+                store.create(1, None);
                 c += 1;
             }
             if u < updates {

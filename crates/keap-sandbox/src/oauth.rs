@@ -178,6 +178,15 @@ impl Tokens {
         code
     }
 
+    /// Voids every access and refresh token (a user revoking the app, or
+    /// the provider resetting grants): the client needs a new code.
+    pub fn revoke_all(&mut self) {
+        self.access.clear();
+        self.refresh.clear();
+        self.grace.clear();
+        self.unused.clear();
+    }
+
     /// Checks a bearer token at provider time `now`.
     ///
     /// # Errors

@@ -208,15 +208,27 @@ impl Store {
     }
 
     /// Creates `count` orders now; returns their ids.
-    pub fn create(&mut self, count: usize) -> Vec<u64> {
+    /// Creates `count` orders now; `notes_bytes` pads each one's notes to
+    /// that length.
+    pub fn create(&mut self, count: usize, notes_bytes: Option<usize>) -> Vec<u64> {
         let at = self.write_time();
-        (0..count).map(|_| self.insert_new(at)).collect()
+        (0..count)
+            .map(|_| self.insert_padded(at, notes_bytes))
+            .collect()
     }
 
     fn insert_new(&mut self, at: DateTime<Utc>) -> u64 {
+        self.insert_padded(at, None)
+    }
+
+    fn insert_padded(&mut self, at: DateTime<Utc>, notes_bytes: Option<usize>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let stored = StoredOrder::new(self.generator.new_order(id, at));
+        let mut order = self.generator.new_order(id, at);
+        if let Some(n) = notes_bytes {
+            order.notes = pad(&order.notes, n);
+        }
+        let stored = StoredOrder::new(order);
         self.changes.push(Change {
             id,
             change: ChangeKind::Created,
@@ -229,8 +241,16 @@ impl Store {
 
     /// Updates one order (new fields, new modification date).
     pub fn touch(&mut self, id: u64) -> Option<Arc<StoredOrder>> {
+        self.touch_dated(id, TimeDelta::zero())
+    }
+
+    /// Updates one order with a modification date `ahead` of the provider's
+    /// now: one record with a wrong date, the clock of the rest unchanged
+    /// (as if the clock jumped for that one write and back).
+    pub fn touch_dated(&mut self, id: u64, ahead: TimeDelta) -> Option<Arc<StoredOrder>> {
         let old = self.by_id.get(&id)?.clone();
-        let at = self.write_time();
+        let now = self.write_time();
+        let at = now.checked_add_signed(ahead).unwrap_or(now);
         let mut order = old.order.clone();
         self.generator.update(&mut order, at);
         let stored = StoredOrder::new(order);
@@ -420,6 +440,18 @@ fn mod_bounds(filters: &[Filter]) -> (Option<i64>, Option<i64>, Vec<Filter>) {
     (lo, hi, rest)
 }
 
+/// `text` repeated and cut to exactly `len` bytes (ASCII filler when empty).
+fn pad(text: &str, len: usize) -> String {
+    let unit = if text.is_ascii() && !text.is_empty() {
+        text
+    } else {
+        "x"
+    };
+    let mut out = unit.repeat(len / unit.len() + 1);
+    out.truncate(len);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,7 +470,7 @@ mod tests {
     #[test]
     fn default_order_is_modification_then_id() {
         let (mut s, clock) = store();
-        s.create(3);
+        s.create(3, None);
         clock.set_offset_seconds(5);
         s.touch(1);
         let p = s.list(&ListQuery {
@@ -452,9 +484,9 @@ mod tests {
     #[test]
     fn modification_range_is_half_open_and_exact_to_the_millisecond() {
         let (mut s, clock) = store();
-        s.create(1);
+        s.create(1, None);
         clock.set_offset_seconds(10);
-        s.create(1);
+        s.create(1, None);
         let t10 = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 10).unwrap();
         let q = |filters| ListQuery {
             filters,
@@ -483,7 +515,7 @@ mod tests {
     #[test]
     fn changes_follow_writes_in_order() {
         let (mut s, _) = store();
-        s.create(2);
+        s.create(2, None);
         s.touch(2);
         assert!(s.delete(1));
         assert!(!s.delete(1));
@@ -514,3 +546,4 @@ mod tests {
         assert!(p.orders[0].order.modification_date < last.modification_date);
     }
 }
+
