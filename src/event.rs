@@ -358,6 +358,50 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_letter_keeps_its_id_across_windows_and_a_too_large_one_is_cut() {
+        let job = JobId::new("shop", "orders");
+        let ctx = context(&job, None);
+        let r = raw(r#"{"id":9,"modification_date":"yesterday"}"#);
+        let dead = DeadRecord {
+            object_id: Some("9".into()),
+            kind: DeadKind::Unreadable,
+            reason: "date field 'modification_date'".into(),
+            raw: &r,
+        };
+        let id = |rec: &OutRecord| {
+            rec.headers
+                .iter()
+                .find(|(k, _)| *k == "ce_id")
+                .map(|(_, v)| v.clone())
+        };
+        let t0 = Utc::now();
+        let a = dead_letter_record(&ctx, &dead, t0);
+        let b = dead_letter_record(&ctx, &dead, t0 + chrono::Duration::minutes(10));
+        assert_eq!(id(&a), id(&b), "overlapping windows, same id");
+        let other = DeadRecord {
+            kind: DeadKind::FutureDated,
+            ..dead.clone()
+        };
+        assert_ne!(id(&a), id(&dead_letter_record(&ctx, &other, t0)));
+
+        let big_text = format!(r#"{{"id":10,"notes":"{}"}}"#, "é".repeat(100_000));
+        let big = raw(&big_text);
+        let too_large = DeadRecord {
+            object_id: Some("10".into()),
+            kind: DeadKind::TooLarge,
+            reason: "too large".into(),
+            raw: &big,
+        };
+        let rec = dead_letter_record(&ctx, &too_large, t0);
+        let v: serde_json::Value = serde_json::from_slice(&rec.value).unwrap();
+        assert_eq!(v["kind"], "too_large");
+        assert_eq!(v["rawBytes"], big_text.len());
+        let cut = v["raw"].as_str().unwrap();
+        assert!(cut.len() <= CUT_RAW_BYTES && big_text.starts_with(cut));
+        assert_eq!(rec.key.as_deref(), Some("10"));
+    }
+
+    #[test]
     fn dead_letters_carry_reason_and_raw() {
         let job = JobId::new("shop", "orders");
         let ctx = context(&job, None);

@@ -33,6 +33,39 @@ use crate::javadate::Zone;
 /// Returns true when there is no problem.
 ///
 /// # Errors
+/// Resource URLs that ask for another order than the one keyset paging
+/// relies on (the fetch would refuse them at every poll).
+fn sort_conflicts(
+    instances: &[crate::instance::Instance],
+    zone: &Zone,
+) -> Vec<crate::instance::ConfigProblem> {
+    let mut out = Vec::new();
+    for instance in instances {
+        let Some(element) =
+            crate::element::element(&instance.element_key, instance.connection.mode())
+        else {
+            continue;
+        };
+        for resource in &instance.resources {
+            let url = resource.url.render(DateTime::<Utc>::UNIX_EPOCH, zone);
+            if let Some((name, value, want)) = element.paging.conflicting_sort(&url) {
+                out.push(crate::instance::ConfigProblem {
+                    file: instance.source.clone(),
+                    json_path: format!(
+                        "$.configuration[\"event.poller.configuration\"].{}.url",
+                        resource.name
+                    ),
+                    reason: format!(
+                        "{name}={value} conflicts with the order change detection reads pages in: \
+                         it needs {name}={want} (ascending modification date), or records are skipped"
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Only errors writing to `out`.
 pub fn run(
     files: &[PathBuf],
@@ -41,6 +74,9 @@ pub fn run(
     out: &mut impl Write,
 ) -> io::Result<bool> {
     let mut loaded = load_paths(files);
+    loaded
+        .problems
+        .extend(sort_conflicts(&loaded.instances, service_zone));
     loaded.problems.sort_by(|a, b| a.file.cmp(&b.file));
     loaded.instances.sort_by(|a, b| a.source.cmp(&b.source));
 

@@ -181,7 +181,7 @@ async fn offset_paging_follows_next_until_a_short_page() {
                 link(2)
             ),
         )
-        .header("date", "Tue, 01 Oct 2024 10:00:00 GMT"),
+        .header("date", "Tue, 01 Oct 2024 09:59:58 GMT"),
     );
     script.push(Reply::json(
         200,
@@ -191,10 +191,13 @@ async fn offset_paging_follows_next_until_a_short_page() {
         ),
     ));
     // Keap gives `next` even on the last page: the short page ends it.
-    script.push(Reply::json(
-        200,
-        format!(r#"{{"orders":[{{"id":5}}],"count":5,"next":{}}}"#, link(6)),
-    ));
+    script.push(
+        Reply::json(
+            200,
+            format!(r#"{{"orders":[{{"id":5}}],"count":5,"next":{}}}"#, link(6)),
+        )
+        .header("date", "Tue, 01 Oct 2024 10:00:00 GMT"),
+    );
 
     let window = keap_fetcher(addr, limits())
         .fetch_window(seed(Some(2)))
@@ -213,10 +216,14 @@ async fn offset_paging_follows_next_until_a_short_page() {
     );
     assert_eq!(window.pages, 3);
     assert!(!window.truncated && window.resume_url.is_none());
+    // The provider's clock as of the window's last answer, and its skew
+    // measured on that request (this provider is two years behind).
     assert_eq!(
         window.provider_date,
         Some("2024-10-01T10:00:00Z".parse().unwrap())
     );
+    let skew = window.provider_skew.expect("skew measured");
+    assert!(skew < chrono::TimeDelta::days(-365), "{skew}");
     assert_eq!(window.stats.requests, 3);
     assert_eq!(window.stats.status_counts.get(&200), Some(&3));
     let uris: Vec<String> = script.seen().into_iter().map(|s| s.uri).collect();

@@ -27,10 +27,7 @@ async fn each_change_becomes_exactly_one_event() {
     // Orders that existed before the job started are not events.
     let before: HashSet<String> = e2e::changes(&base).await.into_iter().map(|c| c.0).collect();
     // Wait for the job's first commit (its starting point), then change data.
-    e2e::await_events(&names.state, Duration::from_secs(60), Some(&poller), |s| {
-        !s.is_empty()
-    })
-    .await;
+    e2e::await_any_checkpoint(&names, &poller).await;
     let created = control(&base, Method::POST, "/_sandbox/orders", json!({"count": 3})).await;
     let ids: Vec<String> = created["ids"]
         .as_array()

@@ -147,6 +147,47 @@ async fn twenty_thousand_orders_at_one_timestamp_publish_once_and_commit() {
     run.stop().await;
 }
 
+/// A larger bulk change: 50,000 orders at one timestamp. The dedupe set no
+/// longer fits one record and travels in parts written with the
+/// checkpoint; a restart reads the parts back, and the windows after it
+/// (which read all 50,000 again) publish nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dedupe_set_in_parts_survives_a_restart() {
+    let mut run = start(Setup {
+        page_size: Some(1000),
+        ..Setup::default()
+    })
+    .await;
+    run.change(50_000, &[]).await;
+    e2e::await_events(
+        &run.names.events,
+        Duration::from_secs(300),
+        Some(&run.poller),
+        |s| s.len() >= 50_000,
+    )
+    .await;
+    run.settle(1).await;
+    let state = e2e::read_committed_records(&run.names.state).await;
+    let head = state
+        .iter()
+        .rev()
+        .find(|r| r.key.as_deref() == Some(JOB_KEY))
+        .expect("checkpoint");
+    let parts = head.value["seenParts"].as_u64().unwrap_or(0);
+    assert!(parts >= 2, "the dedupe set travels in parts: {}", head.text);
+    let part_keys: std::collections::HashSet<&str> = state
+        .iter()
+        .filter_map(|r| r.key.as_deref())
+        .filter(|k| k.starts_with("seen/shop/orders/"))
+        .collect();
+    assert!(part_keys.len() as u64 >= parts, "{part_keys:?}");
+    run.restart(&[]);
+    run.settle(2).await;
+    let summary = run.check().await;
+    assert_eq!(summary.published, 50_000, "{summary:?}");
+    run.stop().await;
+}
+
 /// One 2 MB order among small ones: it goes to the dead-letter topic with
 /// kind `too_large`, its id as key and its raw record cut to fit; the
 /// small orders of the same window are published.
@@ -409,6 +450,39 @@ async fn a_delete_policy_state_topic_is_refused() {
     );
 }
 
+/// `STATE_ENCRYPTION_KEY` was changed: the stored tokens cannot be
+/// decrypted. The poller says so and falls back to the instance's
+/// authorization code (a new one, as the operator would give it), instead
+/// of failing every poll.
+///
+/// Before the fix every poll failed on the undecryptable token set.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_encryption_key_falls_back_to_the_authorization_code() {
+    let mut run = start(Setup::default()).await;
+    run.round(2, &[]).await;
+    let code = control(&run.base, Method::POST, "/_sandbox/codes", json!({})).await;
+    let path = run.files.dir.path().join("shop.json");
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("instance")).expect("json");
+    doc["providerData"]["code"] = code["code"].clone();
+    std::fs::write(&path, doc.to_string()).expect("write instance");
+    let other_key = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMDA=";
+    run.restart(&[("STATE_ENCRYPTION_KEY", other_key)]);
+    run.round(2, &[]).await;
+    assert!(
+        !run
+            .poller
+            .logged(
+                "Stored OAuth2 tokens cannot be decrypted with STATE_ENCRYPTION_KEY (was the key changed?); using the instance's authorization code instead."
+            )
+            .is_empty(),
+        "the key change is named"
+    );
+    run.settle(1).await;
+    run.check().await;
+    run.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // 6. Clock edges
 // ---------------------------------------------------------------------------
@@ -564,4 +638,84 @@ async fn a_revoked_instance_backs_off_is_reported_and_recovers_with_a_new_code()
     run.settle(1).await;
     run.check().await;
     run.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// 5. Paging that cannot skip
+// ---------------------------------------------------------------------------
+
+/// Six orders share one date, read two a page in a backfill with a 5 s
+/// overlap. Between page 1 and page 2 the group's first order changes:
+/// every later order of the group moves one place forward. All six (and
+/// the change) are published.
+///
+/// Before the fix page 2 was asked for at offset 2 of the shrunken group,
+/// order 3 was never served, and since the window moved on past the
+/// overlap it was lost for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_inside_an_equal_date_group_between_pages_skips_nothing() {
+    let sb = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
+    let base = sb.base_url();
+    control(
+        &base,
+        Method::PUT,
+        "/_sandbox/clock",
+        json!({"offset_seconds": -60}),
+    )
+    .await;
+    let created = control(&base, Method::POST, "/_sandbox/orders", json!({"count": 6})).await;
+    control(
+        &base,
+        Method::PUT,
+        "/_sandbox/clock",
+        json!({"offset_seconds": 0}),
+    )
+    .await;
+    let first = created["ids"][0].to_string();
+    let from = (Utc::now() - TimeDelta::hours(2)).to_rfc3339();
+    let mut instance = e2e::instance(
+        "shop",
+        &format!("{base}/crm/rest"),
+        1,
+        json!({ "event.poller.backfill.from": from }),
+    );
+    instance["configuration"]["event.poller.configuration"]["orders"]["pageSize"] = json!(2);
+    control(
+        &base,
+        Method::PUT,
+        "/_sandbox/faults",
+        json!({"latency_ms": 2000}),
+    )
+    .await;
+    let names = Names::new();
+    let files = Instances::new(&[("shop.json", instance.to_string())]);
+    let poller = spawn_poller(&names, &files, &[("SAFETY_OVERLAP_SECONDS", "5")]);
+    poller
+        .await_log(PATIENCE, |l| {
+            l.iter()
+                .any(|l| l["message"] == "Page fetched." && l["page"] == 1)
+        })
+        .await;
+    control(
+        &base,
+        Method::POST,
+        &format!("/_sandbox/orders/{first}/touch"),
+        json!({}),
+    )
+    .await;
+    control(&base, Method::DELETE, "/_sandbox/faults", json!({})).await;
+    poller
+        .await_log(PATIENCE, |l| {
+            l.iter()
+                .filter(|l| l["message"] == "Poll committed.")
+                .count()
+                >= 4
+        })
+        .await;
+    let seen = e2e::events(&names.events).await;
+    let log = e2e::changes(&base).await;
+    let summary = e2e::assert_exactly_once(&seen, &log, 0, 0, Duration::from_secs(1));
+    assert_eq!(summary.required, 7, "{summary:?}");
+    drop(poller);
+    sb.stop().await.expect("sandbox stop");
 }

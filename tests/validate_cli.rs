@@ -96,3 +96,18 @@ fn a_bad_time_or_zone_argument_is_a_usage_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("Mars/Base"), "{err}");
 }
+
+/// A resource URL asking for another order than the ascending
+/// modification date keyset paging reads pages in would skip records: it
+/// is a problem of the file, named at its URL.
+#[test]
+fn a_conflicting_sort_order_is_refused() {
+    let (code, out, _) = validate(&["tests/fixtures/instances/unsafe/descending-order.json"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("descending-order.json")
+            && l.contains("orders.url")
+            && l.contains("order_direction=DESCENDING")),
+        "{out}"
+    );
+}

@@ -168,6 +168,13 @@ pub enum PagingKind {
         /// asking for more would make a full page look short and end the
         /// window early).
         max_page_size: u32,
+        /// Query parameters that ask for the order keyset paging relies
+        /// on (ascending updated time), sent explicitly on every keyset
+        /// request. An instance URL that sets one of them otherwise is
+        /// refused: `order_direction=DESCENDING` would make page 2 start
+        /// after page 1's newest date and skip everything older.
+        #[serde(default)]
+        keyset_sort: Vec<SortParam>,
     },
     /// An opaque cursor in a response header, passed back as a query
     /// parameter (Open Connectors). The last page is an empty one; the hub
@@ -184,6 +191,25 @@ pub enum PagingKind {
     },
 }
 
+/// A query parameter keyset paging needs, and the values that mean it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SortParam {
+    pub name: String,
+    /// The value sent.
+    pub value: String,
+    /// Other spellings of the same order an instance URL may carry.
+    #[serde(default)]
+    pub also: Vec<String>,
+}
+
+impl SortParam {
+    fn accepts(&self, value: &str) -> bool {
+        std::iter::once(&self.value)
+            .chain(&self.also)
+            .any(|v| v.eq_ignore_ascii_case(value))
+    }
+}
+
 impl PagingKind {
     /// The query parameter that sets the page size.
     pub fn page_size_param(&self) -> &str {
@@ -193,6 +219,33 @@ impl PagingKind {
                 page_size_param, ..
             } => page_size_param,
         }
+    }
+
+    /// The parameters keyset paging needs, with their required values.
+    pub fn keyset_sort(&self) -> &[SortParam] {
+        match self {
+            Self::OffsetNext { keyset_sort, .. } => keyset_sort,
+            Self::CursorHeader { .. } => &[],
+        }
+    }
+
+    /// A query parameter of `url` that conflicts with [`Self::keyset_sort`]:
+    /// its name, its value and the value keyset paging needs.
+    pub fn conflicting_sort(&self, url: &str) -> Option<(String, String, String)> {
+        let query = url.split_once('?')?.1;
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .trim()
+                .to_string();
+            for want in self.keyset_sort() {
+                if name == want.name && !want.accepts(&value) {
+                    return Some((name.to_string(), value, want.value.clone()));
+                }
+            }
+        }
+        None
     }
 
     /// The provider's largest page size.
@@ -227,6 +280,17 @@ pub enum UrlTranslation {
     /// path is an error (it would 404 at the provider, better say why now);
     /// other paths are taken as native and kept.
     Rules(Vec<UrlRule>),
+}
+
+impl UrlTranslation {
+    /// Whether `path` (absolute, on the API root) is one the rules
+    /// translate to: the resources whose order the element knows.
+    pub fn is_rule_path(&self, path: &str) -> bool {
+        match self {
+            Self::Keep => false,
+            Self::Rules(rules) => rules.iter().any(|r| path.ends_with(&r.provider_path)),
+        }
+    }
 }
 
 /// One hub path and its native equivalent.
@@ -331,6 +395,23 @@ fn infusionsoft_direct() -> ElementDef {
             next_field: "next".into(),
             since_param: Some("since".into()),
             max_page_size: 1000,
+            keyset_sort: vec![
+                SortParam {
+                    name: "order".into(),
+                    value: "modification_date".into(),
+                    // The same order, as other examples spell it.
+                    also: vec![
+                        "updated".into(),
+                        "last_updated".into(),
+                        "date_updated".into(),
+                    ],
+                },
+                SortParam {
+                    name: "order_direction".into(),
+                    value: "ASCENDING".into(),
+                    also: vec!["ASC".into()],
+                },
+            ],
         },
         // Keap's default and maximum: one request per 1000 orders keeps us
         // far from the 1500 requests/minute throttle.

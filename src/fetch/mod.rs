@@ -412,6 +412,18 @@ impl Fetcher {
             request.keyset.is_some(),
             &url,
         );
+        // The order is asked for on the resources the element knows (Keap:
+        // orders); other paths are sent as written.
+        if pager.wants_dates() && self.element.url_translation.is_rule_path(url.path()) {
+            if let Some((name, value, want)) = paging.conflicting_sort(url.as_str()) {
+                return Err(FetchError::Config(format!(
+                    "the resource URL sets {name}={value}, but keyset paging needs {name}={want}"
+                )));
+            }
+            for sort in paging.keyset_sort() {
+                set_query_param(&mut url, &sort.name, &sort.value);
+            }
+        }
         let mut window = Fetched::default();
         let mut bytes: u64 = 0;
         loop {
@@ -452,7 +464,7 @@ impl Fetcher {
             })?;
             if let (true, Some(field)) = (pager.wants_dates(), &request.keyset) {
                 for r in &page.records {
-                    pager.record_date(record_date(field, r));
+                    pager.record(record_date(field, r), r.get());
                 }
             }
             let count = page.records.len();

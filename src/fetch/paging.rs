@@ -20,6 +20,9 @@
 //!   one (the hub hands out a cursor even then); a repeated cursor is an
 //!   error.
 
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Url;
 use reqwest::header::HeaderMap;
@@ -57,7 +60,35 @@ pub struct Pager<'a> {
 struct Keyset<'a> {
     since_param: &'a str,
     offset_param: &'a str,
+    /// The page request's own `since`: no record it serves may be older.
+    since: Option<DateTime<Utc>>,
     bound: Option<(DateTime<Utc>, usize)>,
+    /// Fingerprints of the records read at the bound's date.
+    at_bound: HashSet<u64>,
+    /// The first record dated before `since`: proof that the provider
+    /// does not filter or sort as keyset paging needs.
+    backwards: Option<DateTime<Utc>>,
+    /// Set when this page was asked for inside a group of equal dates, one
+    /// record before the first unread one: the date and the fingerprints
+    /// read at it before. Unless a record changed or vanished in between,
+    /// the page holds one of them again (see [`Pager::next`]).
+    overlap: Option<(DateTime<Utc>, HashSet<u64>)>,
+    /// Whether the page held a record at the overlap's date, and one of
+    /// the fingerprints.
+    overlap_seen: (bool, bool),
+    /// Times a shifted group was read again from its start.
+    restarts: u32,
+}
+
+/// How often one window reads a shifted group again from its start before
+/// it fails (and is retried later): a group that changes at every request
+/// is not worth hammering the provider for.
+const MAX_GROUP_RESTARTS: u32 = 3;
+
+fn fingerprint(text: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 impl<'a> Pager<'a> {
@@ -89,7 +120,13 @@ impl<'a> Pager<'a> {
                 Some(Keyset {
                     since_param,
                     offset_param,
+                    since: bound.map(|(t, _)| t),
                     bound,
+                    at_bound: HashSet::new(),
+                    backwards: None,
+                    overlap: None,
+                    overlap_seen: (false, false),
+                    restarts: 0,
                 })
             }
             _ => None,
@@ -116,15 +153,32 @@ impl<'a> Pager<'a> {
         }
     }
 
-    /// One record's date (`None`: unreadable, it does not move the bound).
-    pub fn record_date(&mut self, date: Option<DateTime<Utc>>) {
+    /// One record of the page: its date (`None`: unreadable, it does not
+    /// move the bound) and its text.
+    pub fn record(&mut self, date: Option<DateTime<Utc>>, text: &str) {
         let (Some(keyset), Some(t)) = (self.keyset.as_mut(), date) else {
             return;
         };
+        if keyset.since.is_some_and(|since| t < since) && keyset.backwards.is_none() {
+            keyset.backwards = Some(t);
+        }
+        let print = fingerprint(text);
+        if let Some((b, seen)) = &keyset.overlap
+            && *b == t
+        {
+            keyset.overlap_seen.0 = true;
+            keyset.overlap_seen.1 |= seen.contains(&print);
+        }
         keyset.bound = match keyset.bound {
-            Some((b, n)) if t == b => Some((b, n + 1)),
+            Some((b, n)) if t == b => {
+                keyset.at_bound.insert(print);
+                Some((b, n + 1))
+            }
             Some((b, n)) if t < b => Some((b, n)),
-            _ => Some((t, 1)),
+            _ => {
+                keyset.at_bound = HashSet::from([print]);
+                Some((t, 1))
+            }
         };
     }
 
@@ -140,8 +194,69 @@ impl<'a> Pager<'a> {
             message,
         };
         if let Some(keyset) = &self.keyset {
+            if let (Some(t), Some(since)) = (keyset.backwards, keyset.since) {
+                return Err(paging_error(format!(
+                    "a record dated {} came back for since={}: the provider does not filter and sort \
+                     by ascending modification date as keyset paging needs (a conflicting order \
+                     parameter in the URL?)",
+                    t.to_rfc3339(),
+                    since.to_rfc3339()
+                )));
+            }
+            // Asked for inside a group, this page must hold a record read
+            // before: if none, records before the offset changed or
+            // vanished, the group shifted, and an unchanged record may
+            // have been skipped. The group is read again from its start.
+            if let Some((b, _)) = &keyset.overlap
+                && keyset.overlap_seen == (true, false)
+            {
+                let b = *b;
+                let keyset = self
+                    .keyset
+                    .as_mut()
+                    .ok_or_else(|| paging_error("keyset state lost".into()))?;
+                keyset.restarts += 1;
+                if keyset.restarts > MAX_GROUP_RESTARTS {
+                    return Err(paging_error(format!(
+                        "the records dated {} kept changing while they were paged through",
+                        b.to_rfc3339()
+                    )));
+                }
+                tracing::info!(
+                    message = "Records of one date shifted between pages; reading them again.",
+                    date = %b.to_rfc3339(),
+                );
+                keyset.bound = Some((b, 0));
+                keyset.overlap = None;
+                keyset.overlap_seen = (false, false);
+                let mut next = page.url.clone();
+                let since_param = keyset.since_param;
+                let offset_param = keyset.offset_param;
+                keyset.since = Some(b);
+                set_query_param(
+                    &mut next,
+                    since_param,
+                    &b.to_rfc3339_opts(SecondsFormat::Millis, true),
+                );
+                set_query_param(&mut next, offset_param, "0");
+                return Ok(Some(next));
+            }
             let Some((at, seen_at)) = keyset.bound.filter(|_| full) else {
                 return Ok(None);
+            };
+            let page_size = self.page_size as usize;
+            // Skipping the records already seen at the boundary date is
+            // needed only when they fill a page; otherwise they are read
+            // again (the dedupe set absorbs them), so a change among them
+            // between two requests cannot shift an unchanged one out of
+            // reach. When they do fill a page, the next page starts one
+            // record early, so that a shift shows (see above).
+            let (offset, overlap) = if seen_at < page_size {
+                (0, None)
+            } else if page_size > 1 {
+                (seen_at - 1, Some((at, keyset.at_bound.clone())))
+            } else {
+                (seen_at, None)
             };
             let mut next = page.url.clone();
             set_query_param(
@@ -149,10 +264,20 @@ impl<'a> Pager<'a> {
                 keyset.since_param,
                 &at.to_rfc3339_opts(SecondsFormat::Millis, true),
             );
-            set_query_param(&mut next, keyset.offset_param, &seen_at.to_string());
+            set_query_param(&mut next, keyset.offset_param, &offset.to_string());
             if next == *page.url {
                 return Err(paging_error("keyset paging made no progress".into()));
             }
+            let keyset = self
+                .keyset
+                .as_mut()
+                .ok_or_else(|| paging_error("keyset state lost".into()))?;
+            keyset.since = Some(at);
+            keyset.overlap = overlap;
+            keyset.overlap_seen = (false, false);
+            // The page asked for starts one record early: that record is
+            // counted again.
+            keyset.bound = Some((at, offset));
             return Ok(Some(next));
         }
         match self.kind {
@@ -285,13 +410,12 @@ mod tests {
         let first = url("http://h/crm/rest/v1/orders?since=2024-01-01T00%3A00%3A00Z&limit=3");
         let mut pager = Pager::new(&kind, &root, 3, true, &first);
         assert!(pager.wants_dates());
-        // The resumed position is read from the URL: the since alone here.
-        for date in [
-            "2024-01-01T00:00:05Z",
-            "2024-01-01T00:00:07Z",
-            "2024-01-01T00:00:07Z",
+        for (id, date) in [
+            (1, "2024-01-01T00:00:05Z"),
+            (2, "2024-01-01T00:00:07Z"),
+            (3, "2024-01-01T00:00:07Z"),
         ] {
-            pager.record_date(Some(t(date)));
+            pager.record(Some(t(date)), &format!("{{\"id\":{id}}}"));
         }
         let h = HeaderMap::new();
         let next = pager.next(&seen(&first, 3, None, &h)).unwrap().unwrap();
@@ -299,16 +423,76 @@ mod tests {
             query_param(&next, "since").as_deref(),
             Some("2024-01-01T00:00:07.000Z")
         );
-        assert_eq!(query_param(&next, "offset").as_deref(), Some("2"));
-        // An older or unreadable date does not move the bound.
-        let mut resumed = Pager::new(&kind, &root, 3, true, &next);
-        resumed.record_date(Some(t("2024-01-01T00:00:07Z")));
-        resumed.record_date(Some(t("2024-01-01T00:00:06Z")));
-        resumed.record_date(None);
-        let after = resumed.next(&seen(&next, 3, None, &h)).unwrap().unwrap();
-        assert_eq!(query_param(&after, "offset").as_deref(), Some("3"));
+        // Fewer than a page share the boundary date: they are read again
+        // rather than skipped by offset.
+        assert_eq!(query_param(&next, "offset").as_deref(), Some("0"));
         // A short page is the last one.
-        assert_eq!(resumed.next(&seen(&next, 2, None, &h)).unwrap(), None);
+        assert_eq!(pager.next(&seen(&next, 2, None, &h)).unwrap(), None);
+        // A record older than the page's since: the order is not the one
+        // keyset paging needs, and the window fails.
+        let mut backwards = Pager::new(&kind, &root, 3, true, &next);
+        backwards.record(Some(t("2024-01-01T00:00:06Z")), "{}");
+        let err = backwards.next(&seen(&next, 1, None, &h));
+        assert!(matches!(err, Err(FetchError::Paging { .. })), "{err:?}");
+    }
+
+    /// Pages through a group of equal dates larger than a page: each page
+    /// starts one record early, and a page that holds none of the group's
+    /// records read so far means the group shifted: it is read again from
+    /// its start.
+    #[test]
+    fn keyset_inside_a_group_overlaps_by_one_and_notices_a_shift() {
+        let kind = keap();
+        let root = url("http://h/crm/rest");
+        let at = "2024-01-01T00:00:07Z";
+        let first = url("http://h/crm/rest/v1/orders?since=2024-01-01T00%3A00%3A00Z&limit=2");
+        let rec = |id: u32| format!("{{\"id\":{id}}}");
+        let h = HeaderMap::new();
+        let mut pager = Pager::new(&kind, &root, 2, true, &first);
+        pager.record(Some(t(at)), &rec(1));
+        pager.record(Some(t(at)), &rec(2));
+        let p2 = pager.next(&seen(&first, 2, None, &h)).unwrap().unwrap();
+        assert_eq!(
+            query_param(&p2, "offset").as_deref(),
+            Some("1"),
+            "one early"
+        );
+        // No shift: the page repeats record 2, then brings 3.
+        pager.record(Some(t(at)), &rec(2));
+        pager.record(Some(t(at)), &rec(3));
+        let p3 = pager.next(&seen(&p2, 2, None, &h)).unwrap().unwrap();
+        assert_eq!(query_param(&p3, "offset").as_deref(), Some("2"));
+        // Records 1 and 2 changed meanwhile: offset 2 now holds 5 and 6,
+        // none read before; 4 would have been skipped.
+        pager.record(Some(t(at)), &rec(5));
+        pager.record(Some(t(at)), &rec(6));
+        let again = pager.next(&seen(&p3, 2, None, &h)).unwrap().unwrap();
+        assert_eq!(query_param(&again, "offset").as_deref(), Some("0"));
+        assert_eq!(
+            query_param(&again, "since").as_deref(),
+            Some("2024-01-01T00:00:07.000Z")
+        );
+        // A group that shifts at every page fails the window in the end.
+        let mut churn = Pager::new(&kind, &root, 2, true, &first);
+        let mut url_now = first.clone();
+        let mut id = 100;
+        let mut failed = false;
+        for _ in 0..20 {
+            churn.record(Some(t(at)), &rec(id));
+            churn.record(Some(t(at)), &rec(id + 1));
+            id += 2;
+            match churn.next(&seen(&url_now, 2, None, &h)) {
+                Ok(Some(next)) => url_now = next,
+                Ok(None) => break,
+                Err(FetchError::Paging { message, .. }) => {
+                    assert!(message.contains("kept changing"), "{message}");
+                    failed = true;
+                    break;
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert!(failed, "a churning group fails the window");
     }
 
     #[test]
@@ -320,7 +504,7 @@ mod tests {
             url("http://h/crm/rest/v1/orders?limit=1&since=2024-01-01T00%3A00%3A07.000Z&offset=1");
         let mut pager = Pager::new(&kind, &root, 1, true, &page);
         // Nothing readable on the page: the bound stays where the URL put it.
-        pager.record_date(None);
+        pager.record(None, "{}");
         let h = HeaderMap::new();
         let err = pager.next(&seen(&page, 1, None, &h));
         assert!(matches!(err, Err(FetchError::Paging { .. })), "{err:?}");

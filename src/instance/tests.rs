@@ -221,7 +221,7 @@ fn debug_output_never_shows_secrets() {
 }
 
 /// Each broken fixture, the JSON path it must name and part of the reason.
-const BROKEN: [(&str, &str, &str); 19] = [
+const BROKEN: [(&str, &str, &str); 20] = [
     ("absolute-url.json", "{P}.orders.url", "absolute"),
     (
         "bad-backfill.json",
@@ -276,6 +276,11 @@ const BROKEN: [(&str, &str, &str); 19] = [
     ),
     ("missing-url.json", "{P}.orders.url", "missing"),
     ("no-resources.json", "{P}", "no resources to poll"),
+    (
+        "plain-http-base-url.json",
+        r#"$.configuration["base.url"]"#,
+        "plain http",
+    ),
     (
         "unknown-placeholder.json",
         "{P}.orders.url",

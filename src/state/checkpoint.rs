@@ -49,6 +49,12 @@ pub enum StateKey {
     /// `meta/layout` in partition 0: the partition count the records were
     /// written under (see [`crate::state::layout`]).
     Layout,
+    /// `seen/<instance>/<resource>/<n>`: part `n` of a job's dedupe set,
+    /// when it is too large to travel inside the checkpoint record.
+    SeenPart {
+        job: JobId,
+        part: u32,
+    },
 }
 
 impl StateKey {
@@ -58,6 +64,9 @@ impl StateKey {
             StateKey::Job(job) => format!("job/{}/{}", enc(&job.instance), enc(&job.resource)),
             StateKey::Token { instance } => format!("token/{}", enc(instance)),
             StateKey::Layout => LAYOUT_KEY.to_string(),
+            StateKey::SeenPart { job, part } => {
+                format!("seen/{}/{}/{part}", enc(&job.instance), enc(&job.resource))
+            }
         }
     }
 
@@ -78,6 +87,10 @@ impl StateKey {
         let key = match (parts.next()?, parts.next(), parts.next()) {
             ("job", Some(i), Some(r)) => StateKey::Job(JobId::new(dec(i)?, dec(r)?)),
             ("token", Some(i), None) => StateKey::Token { instance: dec(i)? },
+            ("seen", Some(i), Some(r)) => StateKey::SeenPart {
+                job: JobId::new(dec(i)?, dec(r)?),
+                part: parts.next()?.parse().ok()?,
+            },
             _ => return None,
         };
         parts.next().is_none().then_some(key)
@@ -89,6 +102,7 @@ impl StateKey {
         match self {
             StateKey::Job(job) => Some(&job.instance),
             StateKey::Token { instance } => Some(instance),
+            StateKey::SeenPart { job, .. } => Some(&job.instance),
             StateKey::Layout => None,
         }
     }
@@ -122,6 +136,11 @@ pub struct Checkpoint {
     /// twice" into "published once".
     #[serde(default, rename = "seenHashes")]
     pub seen: SeenSet,
+    /// When non-zero, [`Checkpoint::seen`] is not in this record but in
+    /// that many [`StateKey::SeenPart`] records written in the same
+    /// transaction (see [`Checkpoint::records`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seen_parts: u32,
     /// Records dated before this were covered by committed windows and
     /// their pairs pruned: they are never published again, whatever the
     /// next window's start (a raised overlap reaches further back).
@@ -205,6 +224,49 @@ impl SeenSet {
     pub fn latest(&self) -> Option<DateTime<Utc>> {
         self.groups.keys().next_back().copied()
     }
+
+    /// Splits the set into pieces of at most `ids` pairs each (a group of
+    /// one timestamp may be split across pieces).
+    fn split(&self, ids: usize) -> Vec<SeenSet> {
+        let mut out = vec![SeenSet::default()];
+        let mut room = ids;
+        for (at, hashes) in &self.groups {
+            for h in hashes {
+                if room == 0 {
+                    out.push(SeenSet::default());
+                    room = ids;
+                }
+                if let Some(last) = out.last_mut() {
+                    last.groups.entry(*at).or_default().insert(*h);
+                }
+                room -= 1;
+            }
+        }
+        out
+    }
+
+    /// Adds every pair of `other`.
+    pub fn merge(&mut self, other: SeenSet) {
+        for (at, hashes) in other.groups {
+            self.groups.entry(at).or_default().extend(hashes);
+        }
+    }
+
+    /// Decodes one [`StateKey::SeenPart`] record.
+    ///
+    /// # Errors
+    /// Malformed JSON or ids.
+    pub fn decode_part(bytes: &[u8]) -> Result<SeenSet, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Pairs a checkpoint record carries itself: about 11 bytes each encoded,
+/// so at most ~260 kB; larger sets travel in parts of as many pairs.
+pub const INLINE_SEEN_PAIRS: usize = 24_000;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The encoded form: `[{"at": time, "ids": base64(sorted u64 big-endian)}]`.
@@ -294,6 +356,7 @@ impl Checkpoint {
             started_from: from,
             watermark: from,
             seen: SeenSet::default(),
+            seen_parts: 0,
             covered_before: None,
             provider_skew_ms: None,
             resume: None,
@@ -302,6 +365,54 @@ impl Checkpoint {
             events: 0,
             dead_letters: 0,
         }
+    }
+
+    /// The state records that store this checkpoint: the checkpoint and,
+    /// when its dedupe set holds more than [`INLINE_SEEN_PAIRS`], the parts
+    /// holding it (each well under Kafka's 1 MB message limit), plus
+    /// tombstones for the parts of the previous checkpoint (`previous_parts`)
+    /// that are no longer used. All go into one transaction, so a reader
+    /// never sees a checkpoint with another version's parts. Records how
+    /// many parts were written in [`Checkpoint::seen_parts`].
+    pub fn records(&mut self, previous_parts: u32) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let parts = if self.seen.len() <= INLINE_SEEN_PAIRS {
+            self.seen_parts = 0;
+            out.push((
+                StateKey::Job(self.job.clone()).encode(),
+                Some(self.encode()),
+            ));
+            0
+        } else {
+            let pieces = self.seen.split(INLINE_SEEN_PAIRS);
+            let n = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
+            self.seen_parts = n;
+            let mut head = self.clone();
+            head.seen = SeenSet::default();
+            out.push((
+                StateKey::Job(self.job.clone()).encode(),
+                Some(head.encode()),
+            ));
+            for (part, piece) in (0..n).zip(pieces) {
+                let key = StateKey::SeenPart {
+                    job: self.job.clone(),
+                    part,
+                };
+                out.push((
+                    key.encode(),
+                    Some(serde_json::to_vec(&piece).unwrap_or_default()),
+                ));
+            }
+            n
+        };
+        for part in parts..previous_parts {
+            let key = StateKey::SeenPart {
+                job: self.job.clone(),
+                part,
+            };
+            out.push((key.encode(), None));
+        }
+        out
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -413,6 +524,41 @@ mod tests {
         assert_eq!(c.polls, 3);
         let v2 = Checkpoint::decode("k", &c.encode()).unwrap();
         assert_eq!(v2, c);
+    }
+
+    #[test]
+    fn a_large_dedupe_set_travels_in_parts_and_old_parts_are_deleted() {
+        let mut c = Checkpoint::starting(JobId::new("shop", "orders"), t("2024-01-01T00:00:00Z"));
+        let at = t("2024-01-01T00:10:00Z");
+        for id in 0..200_000 {
+            c.seen.insert(&id.to_string(), at);
+        }
+        let records = c.records(0);
+        assert_eq!(c.seen_parts, 9, "200,000 pairs in parts of 24,000");
+        assert_eq!(records.len(), 10);
+        assert!(
+            records
+                .iter()
+                .all(|(_, v)| v.as_ref().is_some_and(|v| v.len() < 400_000))
+        );
+        // Read back the way restore does: the head, then every part.
+        let mut back = Checkpoint::decode("k", records[0].1.as_deref().unwrap()).unwrap();
+        assert!(back.seen.is_empty());
+        for (key, value) in &records[1..] {
+            assert!(matches!(
+                StateKey::decode(key.as_bytes()),
+                Some(StateKey::SeenPart { .. })
+            ));
+            back.seen
+                .merge(SeenSet::decode_part(value.as_deref().unwrap()).unwrap());
+        }
+        assert_eq!(back.seen, c.seen);
+        // Shrunk below the inline size: the parts are deleted.
+        c.prune_before(t("2024-01-01T00:20:00Z"));
+        let records = c.records(9);
+        assert_eq!(c.seen_parts, 0);
+        assert_eq!(records.len(), 10);
+        assert!(records[1..].iter().all(|(_, v)| v.is_none()));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reading one state partition back: the latest checkpoint of each job and
 //! the latest (encrypted) token set of each instance.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::checkpoint::{Checkpoint, JobId, StateKey};
+use super::checkpoint::{Checkpoint, JobId, SeenSet, StateKey};
 use crate::kafka::{EofAware, KafkaClients};
 
 /// The state of one partition as of its last stable offset.
@@ -30,6 +30,41 @@ pub struct Restored {
     /// The partition count recorded in `meta/layout` (partition 0 only).
     pub layout: Option<i32>,
     pub records: u64,
+    /// Dedupe-set parts by job and part number, until joined.
+    parts: HashMap<JobId, BTreeMap<u32, Vec<u8>>>,
+}
+
+impl Restored {
+    /// Puts each checkpoint's dedupe-set parts back into it. A part that
+    /// is missing or does not decode makes the checkpoint unreadable (its
+    /// job blocked): without it, changes would be published twice.
+    fn join_parts(&mut self) {
+        let mut parts = std::mem::take(&mut self.parts);
+        let mut broken = Vec::new();
+        for (job, checkpoint) in &mut self.checkpoints {
+            let mut mine = parts.remove(job).unwrap_or_default();
+            for part in 0..checkpoint.seen_parts {
+                let joined = mine
+                    .remove(&part)
+                    .ok_or_else(|| format!("dedupe-set part {part} is missing"))
+                    .and_then(|bytes| {
+                        SeenSet::decode_part(&bytes)
+                            .map_err(|e| format!("dedupe-set part {part}: {e}"))
+                    });
+                match joined {
+                    Ok(piece) => checkpoint.seen.merge(piece),
+                    Err(why) => {
+                        broken.push((job.clone(), why));
+                        break;
+                    }
+                }
+            }
+        }
+        for (job, why) in broken {
+            self.checkpoints.remove(&job);
+            self.unreadable.insert(job, why);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +114,10 @@ fn read(
     while Instant::now() < deadline {
         let msg = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                out.join_parts();
+                return Ok(out);
+            }
             Some(Err(e)) => return Err(kafka(e)),
             Some(Ok(m)) => m,
         };
@@ -107,6 +145,17 @@ fn read(
                             .insert(job, format!("offset {}: {e}", msg.offset()));
                     }
                 }
+            }
+            (StateKey::SeenPart { job, part }, None) => {
+                if let Some(parts) = out.parts.get_mut(&job) {
+                    parts.remove(&part);
+                }
+            }
+            (StateKey::SeenPart { job, part }, Some(bytes)) => {
+                out.parts
+                    .entry(job)
+                    .or_default()
+                    .insert(part, bytes.to_vec());
             }
             (StateKey::Layout, None) => out.layout = None,
             (StateKey::Layout, Some(bytes)) => match super::layout::decode(bytes) {

@@ -126,6 +126,8 @@ impl PollCommitted<'_> {
         count(names::RECORDS, self.records as u64);
         count(names::DUPLICATES, self.duplicates);
         count(names::DEAD_LETTERS, self.dead_letters as u64);
+        // The job's series exists from its first commit, at zero.
+        count(names::FUTURE_DATED, 0);
         let (mut created, mut updated) = (0, 0);
         for t in self.published {
             match t {

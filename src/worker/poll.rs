@@ -25,7 +25,7 @@ use crate::javadate::Zone;
 use crate::ops::{Attention, Readiness};
 use crate::publish::{Batch, PublishError};
 use crate::source::{FailureKind, FetchRequest, Source};
-use crate::state::{Checkpoint, Resume, StateKey};
+use crate::state::{Checkpoint, Resume};
 use crate::telemetry::events::{
     AuthorizationNeeded, FutureDatedSeen, PollAborted, PollCommitted, PollFetchFailed,
     PollProducerFailed, PollStarted, WindowFetched,
@@ -291,7 +291,7 @@ impl JobRunner {
         let batch = Batch {
             events,
             dead_letters,
-            state: vec![(StateKey::Job(job.id.clone()).encode(), Some(next.encode()))],
+            state: next.records(self.checkpoint.seen_parts),
         };
         match self.commit.commit(batch).await {
             Ok(()) => {

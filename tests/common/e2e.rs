@@ -385,6 +385,17 @@ pub async fn await_checkpoint(names: &Names, poller: &Poller, instance: &str, re
     .await;
 }
 
+/// Waits until some job has committed its first checkpoint (a `job/`
+/// record; the state topic also holds a layout record written earlier, at
+/// start-up).
+pub async fn await_any_checkpoint(names: &Names, poller: &Poller) {
+    await_records(&names.state, Duration::from_secs(60), Some(poller), |s| {
+        s.iter()
+            .any(|r| r.key.as_deref().is_some_and(|k| k.starts_with("job/")))
+    })
+    .await;
+}
+
 /// `GET /_sandbox/stats`: request counts by endpoint and status.
 pub async fn stats(base_url: &str) -> Value {
     control(base_url, reqwest::Method::GET, "/_sandbox/stats", json!({})).await

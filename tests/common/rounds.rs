@@ -115,7 +115,7 @@ pub async fn start_with(setup: Setup, edit: impl FnOnce(&mut Value)) -> Run {
     let files = Instances::new(&[("shop.json", instance.to_string())]);
     let env: Vec<(&str, &str)> = setup.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let poller = spawn_poller(&names, &files, &env);
-    e2e::await_events(&names.state, PATIENCE, Some(&poller), |s| !s.is_empty()).await;
+    e2e::await_any_checkpoint(&names, &poller).await;
     let job_started = e2e::changes(&base).await.len();
     assert_eq!(
         job_started, before_job,

@@ -3,7 +3,7 @@
 //! It needs no authentication and is never subject to faults.
 //!
 //! Bodies are read as JSON whatever the `Content-Type` (so `curl -d` works);
-//! an empty body means `{}`.
+//! an empty body (or `null`) means `{}`.
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -22,7 +22,7 @@ use super::store::Change;
 const MAX_CREATE: usize = 100_000;
 
 fn json_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ParamError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| ParamError::new("body", format!("invalid JSON: {e}")))

@@ -546,4 +546,3 @@ mod tests {
         assert!(p.orders[0].order.modification_date < last.modification_date);
     }
 }
-
