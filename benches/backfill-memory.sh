@@ -5,7 +5,8 @@
 # provider's clock, an hour or less before now; the job backfills from two
 # hours ago. Prints the worker's peak RSS (GNU time) and how long the
 # backfill took until every event was committed.
-#   benches/backfill-memory.sh [N]      (release build: PROFILE=release)
+#   benches/backfill-memory.sh [N]      (release build: PROFILE=release;
+#   another worker binary, e.g. the previous release: POLLER_BIN=path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
@@ -14,8 +15,14 @@ port=${BENCH_SANDBOX_PORT:-18099}
 run_id=$(date +%s)
 logs=.cache/bench-memory
 mkdir -p "$logs"
-[ "$profile" = release ] && cargo build --quiet --release --workspace --bins || cargo build --quiet --workspace --bins
+if [ "$profile" = release ]; then
+  cargo build --quiet --release --workspace --bins
+else
+  cargo build --quiet --workspace --bins
+fi
 bin=target/$profile
+# POLLER_BIN compares another build of the worker (e.g. an older release).
+poller=${POLLER_BIN:-$bin/event-poller}
 deploy/kafka/kafka.sh status >/dev/null
 
 "$bin"/keap-sandbox --listen "127.0.0.1:$port" --client-id bench --client-secret bench-secret \
@@ -48,7 +55,7 @@ export EVENTS_TOPIC="bench-$run_id.events" STATE_TOPIC="bench-$run_id.state" DLQ
 export WORKER_GROUP_ID="bench-$run_id" TOPIC_PARTITIONS=3 INSTANCES_PATH="$dir" OPS_LISTEN=127.0.0.1:0
 export STATE_ENCRYPTION_KEY=ZGVtby1rZXktZGVtby1rZXktZGVtby1rZXktMDAwMDA= LOG_FORMAT=json
 start=$(date +%s.%N)
-/usr/bin/time -v "$bin"/event-poller run > "$logs/poller.out" 2> "$logs/poller.log" &
+/usr/bin/time -v "$poller" run > "$logs/poller.out" 2> "$logs/poller.log" &
 timer=$!
 addr=""
 for _ in $(seq 1 300); do

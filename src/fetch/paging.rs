@@ -244,19 +244,15 @@ impl<'a> Pager<'a> {
             let Some((at, seen_at)) = keyset.bound.filter(|_| full) else {
                 return Ok(None);
             };
-            let page_size = self.page_size as usize;
-            // Skipping the records already seen at the boundary date is
-            // needed only when they fill a page; otherwise they are read
-            // again (the dedupe set absorbs them), so a change among them
-            // between two requests cannot shift an unchanged one out of
-            // reach. When they do fill a page, the next page starts one
-            // record early, so that a shift shows (see above).
-            let (offset, overlap) = if seen_at < page_size {
-                (0, None)
-            } else if page_size > 1 {
-                (seen_at - 1, Some((at, keyset.at_bound.clone())))
-            } else {
-                (seen_at, None)
+            // The next page starts one record early (the dedupe set absorbs
+            // it), so that a change among the records already read at the
+            // boundary date, which shifts the rest forward, shows (see
+            // above). A single record is simply read again; pages of one
+            // record cannot overlap and skip by offset.
+            let (offset, overlap) = match (self.page_size, seen_at) {
+                (1, _) => (seen_at, None),
+                (_, 0 | 1) => (0, None),
+                _ => (seen_at - 1, Some((at, keyset.at_bound.clone()))),
             };
             let mut next = page.url.clone();
             set_query_param(
@@ -423,9 +419,9 @@ mod tests {
             query_param(&next, "since").as_deref(),
             Some("2024-01-01T00:00:07.000Z")
         );
-        // Fewer than a page share the boundary date: they are read again
-        // rather than skipped by offset.
-        assert_eq!(query_param(&next, "offset").as_deref(), Some("0"));
+        // Two records share the boundary date: the next page starts one
+        // record early.
+        assert_eq!(query_param(&next, "offset").as_deref(), Some("1"));
         // A short page is the last one.
         assert_eq!(pager.next(&seen(&next, 2, None, &h)).unwrap(), None);
         // A record older than the page's since: the order is not the one
