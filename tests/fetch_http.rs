@@ -306,6 +306,34 @@ async fn cursor_paging_stops_on_an_empty_page_that_still_has_a_token() {
     assert!(!format!("{fetcher:?}").contains("u-secret"));
 }
 
+/// A hub that echoes the request's `Authorization` in its error body: the
+/// error (what reaches the log) names the status, never the hub secrets.
+#[tokio::test]
+async fn hub_secrets_echoed_in_an_error_body_are_redacted() {
+    let script = Script::default();
+    let addr = script.serve().await;
+    script.push(Reply::json(
+        400,
+        r#"{"message":"bad request","requestHeaders":{"Authorization":"User u-secret, Organization o-secret, Element e-token"}}"#,
+    ));
+    let hub = element("infusionsoftecommerce", ConnectionMode::Hub).unwrap();
+    let limits = limits();
+    let fetcher = Fetcher::new(
+        http_client(&limits).unwrap(),
+        hub,
+        Some(&format!("http://{addr}/elements/api-v2/")),
+        hub_auth("u-secret", "o-secret", "e-token"),
+        limits,
+    )
+    .unwrap();
+    let error = fetcher.fetch_window(seed(None)).await.unwrap_err();
+    let shown = format!("{error} {error:?}");
+    assert!(shown.contains("400"), "{shown}");
+    for secret in ["u-secret", "o-secret", "e-token"] {
+        assert!(!shown.contains(secret), "{secret} in: {shown}");
+    }
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_and_counted() {
     let script = Script::default();

@@ -182,6 +182,18 @@ impl Auth {
     /// # Errors
     /// [`FetchError::Config`] naming a missing key, or credentials that
     /// cannot be sent in a header.
+    /// The hub secrets this auth sends (nothing for the other kinds).
+    fn hub_secrets(&self) -> Vec<String> {
+        let Self::Hub(header) = self else {
+            return Vec::new();
+        };
+        let text = header.0.to_str().unwrap_or_default();
+        text.split(", ")
+            .filter_map(|part| part.split_once(' ').map(|(_, secret)| secret.to_owned()))
+            .filter(|secret| !secret.is_empty())
+            .collect()
+    }
+
     pub fn hub(credentials: &HubCredentials) -> Result<Self, FetchError> {
         fn need<'a>(s: &'a Option<Secret>, key: &str) -> Result<&'a str, FetchError> {
             s.as_ref().map(Secret::expose).ok_or_else(|| {
@@ -608,7 +620,14 @@ impl Fetcher {
             let hint = wait_hint(response.headers(), &[], Utc::now())
                 .filter(|(_, s)| *s == HintSource::RetryAfter)
                 .map(|(d, _)| d);
-            let redact: Vec<&str> = sent_token.iter().map(Secret::expose).collect();
+            // A provider or hub may echo the request's credentials in an
+            // error body: none of them may reach a log line.
+            let hub_secrets = self.auth.hub_secrets();
+            let redact: Vec<&str> = sent_token
+                .iter()
+                .map(Secret::expose)
+                .chain(hub_secrets.iter().map(String::as_str))
+                .collect();
             let error = FetchError::Status {
                 request: request.to_owned(),
                 status,
