@@ -89,8 +89,19 @@ impl Readiness {
 
     /// Applies `change`, then reports the new state as gauges.
     fn update(&self, change: impl FnOnce(&mut ReadyState)) {
+        self.update_if(|s| {
+            change(s);
+            true
+        });
+    }
+
+    /// Like [`Readiness::update`], reporting only when `change` says it
+    /// changed something (it runs after every poll).
+    fn update_if(&self, change: impl FnOnce(&mut ReadyState) -> bool) {
         let mut s = self.lock();
-        change(&mut s);
+        if !change(&mut s) {
+            return;
+        }
         let all = || s.attention.values().flat_map(BTreeMap::values);
         ReadinessChanged {
             owned_partitions: s.partitions.len(),
@@ -108,27 +119,17 @@ impl Readiness {
     /// `subject` (a job or an instance of `partition`) needs an operator
     /// (`Some`), or no longer does (`None`).
     pub fn attention(&self, partition: i32, subject: &str, what: Option<Attention>) {
-        let mut changed = false;
-        {
-            let s = self.lock();
-            let now = s.attention.get(&partition).and_then(|m| m.get(subject));
-            if now != what.as_ref() {
-                changed = true;
+        self.update_if(|s| {
+            let entries = s.attention.entry(partition).or_default();
+            if entries.get(subject) == what.as_ref() {
+                return false;
             }
-        }
-        if changed {
-            self.update(|s| {
-                let entries = s.attention.entry(partition).or_default();
-                match what {
-                    Some(a) => {
-                        entries.insert(subject.to_string(), a);
-                    }
-                    None => {
-                        entries.remove(subject);
-                    }
-                }
-            });
-        }
+            match what {
+                Some(a) => entries.insert(subject.to_string(), a),
+                None => entries.remove(subject),
+            };
+            true
+        });
     }
 
     /// One line per job or instance that needs an operator.

@@ -31,6 +31,15 @@ async fn checkpoints(state_topic: &str) -> Vec<Record> {
         .collect()
 }
 
+/// The instance directory of the tests that run their own sandbox: one
+/// shop polling it every second.
+fn shop(base: &str) -> Instances {
+    Instances::new(&[(
+        "shop.json",
+        e2e::instance("shop", &format!("{base}/crm/rest"), 1, json!({})).to_string(),
+    )])
+}
+
 fn decoded(r: &Record) -> Value {
     assert!(r.value.is_object(), "checkpoint JSON: {}", r.text);
     r.value.clone()
@@ -294,10 +303,7 @@ async fn an_unreadable_checkpoint_blocks_its_job_and_is_never_overwritten() {
     let mut planted = checkpoint_json(Utc::now() - TimeDelta::hours(1));
     planted["version"] = json!(99);
     plant_checkpoint(&names, planted.to_string().as_bytes()).await;
-    let files = Instances::new(&[(
-        "shop.json",
-        e2e::instance("shop", &format!("{base}/crm/rest"), 1, json!({})).to_string(),
-    )]);
+    let files = shop(&base);
     let poller = spawn_poller(&names, &files, &[]);
     poller
         .await_log(PATIENCE, |l| {
@@ -349,10 +355,7 @@ async fn unknown_checkpoint_fields_are_ignored() {
     let mut planted = checkpoint_json(from);
     planted["addedByANewerRelease"] = json!({"x": 1});
     plant_checkpoint(&names, planted.to_string().as_bytes()).await;
-    let files = Instances::new(&[(
-        "shop.json",
-        e2e::instance("shop", &format!("{base}/crm/rest"), 1, json!({})).to_string(),
-    )]);
+    let files = shop(&base);
     let poller = spawn_poller(&names, &files, &[]);
     let state = e2e::await_records(&names.state, PATIENCE, Some(&poller), |r| {
         r.iter()
@@ -392,10 +395,7 @@ async fn a_changed_state_topic_partition_count_is_refused() {
     let sb = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
     let base = sb.base_url();
     let names = Names::new();
-    let files = Instances::new(&[(
-        "shop.json",
-        e2e::instance("shop", &format!("{base}/crm/rest"), 1, json!({})).to_string(),
-    )]);
+    let files = shop(&base);
     let mut poller = spawn_poller(&names, &files, &[]);
     e2e::await_checkpoint(&names, &poller, "shop", "orders").await;
     assert_eq!(poller.terminate(), Some(0));
@@ -460,12 +460,7 @@ async fn a_delete_policy_state_topic_is_refused() {
 async fn a_changed_encryption_key_falls_back_to_the_authorization_code() {
     let mut run = start(Setup::default()).await;
     run.round(2, &[]).await;
-    let code = control(&run.base, Method::POST, "/_sandbox/codes", json!({})).await;
-    let path = run.files.dir.path().join("shop.json");
-    let mut doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("instance")).expect("json");
-    doc["providerData"]["code"] = code["code"].clone();
-    std::fs::write(&path, doc.to_string()).expect("write instance");
+    run.authorize_again().await;
     let other_key = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMDA=";
     run.restart(&[("STATE_ENCRYPTION_KEY", other_key)]);
     run.round(2, &[]).await;
@@ -621,12 +616,7 @@ async fn a_revoked_instance_backs_off_is_reported_and_recovers_with_a_new_code()
     );
 
     // The operator authorizes again: a new code in the instance file.
-    let code = control(&run.base, Method::POST, "/_sandbox/codes", json!({})).await;
-    let path = run.files.dir.path().join("shop.json");
-    let mut doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("instance")).expect("json");
-    doc["providerData"]["code"] = code["code"].clone();
-    std::fs::write(&path, doc.to_string()).expect("write instance");
+    run.authorize_again().await;
     run.restart(&[]);
     run.round(2, &[]).await;
     run.poller

@@ -91,6 +91,90 @@ fn fingerprint(text: &str) -> u64 {
     h.finish()
 }
 
+impl Keyset<'_> {
+    /// The page after `page` (see [`Pager::next`]).
+    fn next(
+        &mut self,
+        page: &PageSeen<'_>,
+        full: bool,
+        page_size: u32,
+        paging_error: impl Fn(String) -> FetchError,
+    ) -> Result<Option<Url>, FetchError> {
+        if let (Some(t), Some(since)) = (self.backwards, self.since) {
+            return Err(paging_error(format!(
+                "a record dated {} came back for since={}: the provider does not filter and sort \
+                 by ascending modification date as keyset paging needs (a conflicting order \
+                 parameter in the URL?)",
+                t.to_rfc3339(),
+                since.to_rfc3339()
+            )));
+        }
+        // Asked for inside a group, this page must hold a record read
+        // before: if none, records before the offset changed or vanished,
+        // the group shifted, and an unchanged record may have been
+        // skipped. The group is read again from its start.
+        if let Some((b, _)) = &self.overlap
+            && self.overlap_seen == (true, false)
+        {
+            let b = *b;
+            self.restarts += 1;
+            if self.restarts > MAX_GROUP_RESTARTS {
+                return Err(paging_error(format!(
+                    "the records dated {} kept changing while they were paged through",
+                    b.to_rfc3339()
+                )));
+            }
+            tracing::info!(
+                message = "Records of one date shifted between pages; reading them again.",
+                date = %b.to_rfc3339(),
+            );
+            return Ok(Some(self.ask(page.url, b, 0, None)));
+        }
+        let Some((at, seen_at)) = self.bound.filter(|_| full) else {
+            return Ok(None);
+        };
+        // The next page starts one record early (the dedupe set absorbs
+        // it), so that a change among the records already read at the
+        // boundary date, which shifts the rest forward, shows (see above).
+        // A single record is simply read again; pages of one record cannot
+        // overlap and skip by offset.
+        let (offset, overlap) = match (page_size, seen_at) {
+            (1, _) => (seen_at, None),
+            (_, 0 | 1) => (0, None),
+            _ => (seen_at - 1, Some((at, self.at_bound.clone()))),
+        };
+        let next = self.ask(page.url, at, offset, overlap);
+        if next == *page.url {
+            return Err(paging_error("keyset paging made no progress".into()));
+        }
+        Ok(Some(next))
+    }
+
+    /// The URL of the page `offset` records into date `at`, and the state
+    /// that page is read with: the records before the offset are counted
+    /// as seen (the first one again, when the page overlaps).
+    fn ask(
+        &mut self,
+        from: &Url,
+        at: DateTime<Utc>,
+        offset: usize,
+        overlap: Option<(DateTime<Utc>, HashSet<u64>)>,
+    ) -> Url {
+        let mut next = from.clone();
+        set_query_param(
+            &mut next,
+            self.since_param,
+            &at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        );
+        set_query_param(&mut next, self.offset_param, &offset.to_string());
+        self.since = Some(at);
+        self.bound = Some((at, offset));
+        self.overlap = overlap;
+        self.overlap_seen = (false, false);
+        next
+    }
+}
+
 impl<'a> Pager<'a> {
     /// The pager of a window that starts at `first` (already carrying its
     /// page size). `by_keyset` asks for keyset paging, which only an offset
@@ -193,88 +277,8 @@ impl<'a> Pager<'a> {
             request: label("GET", page.url),
             message,
         };
-        if let Some(keyset) = &self.keyset {
-            if let (Some(t), Some(since)) = (keyset.backwards, keyset.since) {
-                return Err(paging_error(format!(
-                    "a record dated {} came back for since={}: the provider does not filter and sort \
-                     by ascending modification date as keyset paging needs (a conflicting order \
-                     parameter in the URL?)",
-                    t.to_rfc3339(),
-                    since.to_rfc3339()
-                )));
-            }
-            // Asked for inside a group, this page must hold a record read
-            // before: if none, records before the offset changed or
-            // vanished, the group shifted, and an unchanged record may
-            // have been skipped. The group is read again from its start.
-            if let Some((b, _)) = &keyset.overlap
-                && keyset.overlap_seen == (true, false)
-            {
-                let b = *b;
-                let keyset = self
-                    .keyset
-                    .as_mut()
-                    .ok_or_else(|| paging_error("keyset state lost".into()))?;
-                keyset.restarts += 1;
-                if keyset.restarts > MAX_GROUP_RESTARTS {
-                    return Err(paging_error(format!(
-                        "the records dated {} kept changing while they were paged through",
-                        b.to_rfc3339()
-                    )));
-                }
-                tracing::info!(
-                    message = "Records of one date shifted between pages; reading them again.",
-                    date = %b.to_rfc3339(),
-                );
-                keyset.bound = Some((b, 0));
-                keyset.overlap = None;
-                keyset.overlap_seen = (false, false);
-                let mut next = page.url.clone();
-                let since_param = keyset.since_param;
-                let offset_param = keyset.offset_param;
-                keyset.since = Some(b);
-                set_query_param(
-                    &mut next,
-                    since_param,
-                    &b.to_rfc3339_opts(SecondsFormat::Millis, true),
-                );
-                set_query_param(&mut next, offset_param, "0");
-                return Ok(Some(next));
-            }
-            let Some((at, seen_at)) = keyset.bound.filter(|_| full) else {
-                return Ok(None);
-            };
-            // The next page starts one record early (the dedupe set absorbs
-            // it), so that a change among the records already read at the
-            // boundary date, which shifts the rest forward, shows (see
-            // above). A single record is simply read again; pages of one
-            // record cannot overlap and skip by offset.
-            let (offset, overlap) = match (self.page_size, seen_at) {
-                (1, _) => (seen_at, None),
-                (_, 0 | 1) => (0, None),
-                _ => (seen_at - 1, Some((at, keyset.at_bound.clone()))),
-            };
-            let mut next = page.url.clone();
-            set_query_param(
-                &mut next,
-                keyset.since_param,
-                &at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            );
-            set_query_param(&mut next, keyset.offset_param, &offset.to_string());
-            if next == *page.url {
-                return Err(paging_error("keyset paging made no progress".into()));
-            }
-            let keyset = self
-                .keyset
-                .as_mut()
-                .ok_or_else(|| paging_error("keyset state lost".into()))?;
-            keyset.since = Some(at);
-            keyset.overlap = overlap;
-            keyset.overlap_seen = (false, false);
-            // The page asked for starts one record early: that record is
-            // counted again.
-            keyset.bound = Some((at, offset));
-            return Ok(Some(next));
+        if let Some(keyset) = &mut self.keyset {
+            return keyset.next(page, full, self.page_size, paging_error);
         }
         match self.kind {
             PagingKind::OffsetNext { .. } => match page.next_link {

@@ -56,11 +56,11 @@ pub async fn ensure_topics(
 ) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> = kafka.base().create()?;
     let replication = || TopicReplication::Fixed(layout.replication);
+    let state = topics.state.as_str();
     let topics = [
         NewTopic::new(&topics.events, layout.partitions, replication()),
         NewTopic::new(&topics.dead_letters, layout.partitions, replication()),
-        NewTopic::new(&topics.state, layout.partitions, replication())
-            .set("cleanup.policy", "compact"),
+        NewTopic::new(state, layout.partitions, replication()).set("cleanup.policy", "compact"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(&topics, &opts).await? {
@@ -69,7 +69,7 @@ pub async fn ensure_topics(
             Err((topic, code)) => return Err(TopicError::Refused { topic, code }),
         }
     }
-    check_compacted(&admin, topics[2].name, &opts).await
+    check_compacted(&admin, state, &opts).await
 }
 
 /// An existing state topic (created by an operator, or by hand) must be

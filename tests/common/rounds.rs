@@ -215,6 +215,18 @@ impl Run {
         self.poller = spawn_poller(&self.names, &self.files, env);
     }
 
+    /// What an operator does for a stranded instance: a fresh
+    /// authorization code in the instance file's `providerData.code`
+    /// (picked up at the next start).
+    pub async fn authorize_again(&self) {
+        let code = control(&self.base, Method::POST, "/_sandbox/codes", json!({})).await;
+        let path = self.files.dir.path().join("shop.json");
+        let text = std::fs::read_to_string(&path).expect("instance file");
+        let mut doc: Value = serde_json::from_str(&text).expect("instance JSON");
+        doc["providerData"]["code"] = code["code"].clone();
+        std::fs::write(&path, doc.to_string()).expect("write instance file");
+    }
+
     pub async fn faults(&self, body: Value) -> Value {
         control(&self.base, Method::PUT, "/_sandbox/faults", body).await
     }
