@@ -6,7 +6,7 @@ CARGO ?= cargo
 export KAFKA_PORT ?= 9092
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: help build test lint unit integration kafka-up kafka-down kafka-status demo bench clean
+.PHONY: help build test lint unit integration kafka-up kafka-down kafka-restart kafka-status demo bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,6 +37,9 @@ kafka-up: ## start the local single-node Kafka (idempotent)
 
 kafka-down: ## stop the local Kafka started by kafka-up (idempotent)
 	$(KAFKA) down
+
+kafka-restart: ## stop and start the local Kafka, keeping its topics and offsets
+	$(KAFKA) restart
 
 kafka-status: ## is the local Kafka running and answering?
 	$(KAFKA) status

@@ -33,11 +33,16 @@ pub const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ("group.instance.id", "set WORKER_ID instead"),
     (
         "partition.assignment.strategy",
-        "the worker's revocation handling relies on eager round-robin rebalancing",
+        "set KAFKA_GROUP_PROTOCOL instead; the worker's revocation handling relies on incremental (cooperative) rebalancing",
+    ),
+    ("group.protocol", "set KAFKA_GROUP_PROTOCOL instead"),
+    (
+        "group.remote.assignor",
+        "the broker's default (sticky) assignor keeps partitions where they are",
     ),
     (
-        "group.protocol",
-        "the worker's revocation handling relies on the classic group protocol",
+        "transaction.timeout.ms",
+        "set KAFKA_TRANSACTION_TIMEOUT_MS instead",
     ),
     (
         "partitioner",
@@ -58,6 +63,10 @@ pub const MANAGED_PROPERTIES: &[(&str, &str)] = &[
         "enable.partition.eof",
         "readers ask for partition ends where they need them",
     ),
+    (
+        "fetch.wait.max.ms",
+        "restores must see a partition's end at once, not after the broker's long-poll wait",
+    ),
 ];
 
 /// What every client is made from.
@@ -77,6 +86,11 @@ pub struct Tuning {
     pub heartbeat_interval: Duration,
     /// `linger.ms` of the transactional producers.
     pub linger: Duration,
+    /// How the worker group assigns partitions.
+    pub group_protocol: GroupProtocol,
+    /// `transaction.timeout.ms` of the transactional producers: how long
+    /// the coordinator keeps a transaction open before aborting it.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -86,8 +100,27 @@ impl Default for Tuning {
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(2),
             linger: Duration::from_millis(5),
+            group_protocol: GroupProtocol::Classic,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// `KAFKA_GROUP_PROTOCOL`. Both rebalance incrementally: a partition that
+/// stays with its worker is never revoked. `docs/operations.md` has the
+/// measurements behind the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// The classic protocol with the `cooperative-sticky` assignor; the
+    /// session timeout is the worker's (`KAFKA_SESSION_TIMEOUT_MS`).
+    #[default]
+    Classic,
+    /// KIP-848 (`group.protocol=consumer`, Kafka 4.0+): the broker assigns
+    /// and its `group.consumer.session.timeout.ms` (45 s by default, and no
+    /// lower than its `group.consumer.min.session.timeout.ms`) replaces
+    /// `KAFKA_SESSION_TIMEOUT_MS` and `KAFKA_HEARTBEAT_INTERVAL_MS`.
+    Consumer,
 }
 
 impl std::fmt::Debug for KafkaClients {
@@ -124,15 +157,25 @@ impl KafkaClients {
         }
         config
             .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("partition.assignment.strategy", "roundrobin")
-            // A worker that stops polling (or dies) loses its partitions
-            // after this long; others then take its jobs.
-            .set("session.timeout.ms", millis(self.tuning.session_timeout))
-            .set(
-                "heartbeat.interval.ms",
-                millis(self.tuning.heartbeat_interval),
-            );
+            .set("enable.auto.commit", "false");
+        match self.tuning.group_protocol {
+            GroupProtocol::Classic => {
+                config
+                    // Incremental: a rebalance revokes only the partitions
+                    // that move; the others keep polling throughout.
+                    .set("partition.assignment.strategy", "cooperative-sticky")
+                    // A worker that stops polling (or dies) loses its
+                    // partitions after this long; others then take its jobs.
+                    .set("session.timeout.ms", millis(self.tuning.session_timeout))
+                    .set(
+                        "heartbeat.interval.ms",
+                        millis(self.tuning.heartbeat_interval),
+                    );
+            }
+            GroupProtocol::Consumer => {
+                config.set("group.protocol", "consumer");
+            }
+        }
         config
     }
 
@@ -145,7 +188,11 @@ impl KafkaClients {
             // Java's default partitioner, so events of one objectId land on
             // the partition any Java client would choose too.
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", millis(self.tuning.linger));
+            .set("linger.ms", millis(self.tuning.linger))
+            .set(
+                "transaction.timeout.ms",
+                millis(self.tuning.transaction_timeout),
+            );
         config
     }
 
@@ -163,6 +210,13 @@ impl KafkaClients {
             )
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest");
+        if report_end {
+            // At the end of a partition the broker holds a fetch this long
+            // before answering "nothing new"; a takeover waits for that
+            // answer (twice, by measurement: ~1 s of every handover at the
+            // default 500 ms).
+            config.set("fetch.wait.max.ms", "10");
+        }
         config
     }
 }

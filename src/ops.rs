@@ -32,6 +32,8 @@ pub struct Readiness {
 struct ReadyState {
     joined: bool,
     stopping: bool,
+    /// Why the process cannot go on (it is about to exit non-zero).
+    failed: Option<String>,
     /// Owned state partitions → scheduled (fence and restore done).
     partitions: BTreeMap<i32, bool>,
     /// What needs an operator, by partition: one tenant's trouble is shown,
@@ -169,6 +171,19 @@ impl Readiness {
         });
     }
 
+    /// The worker cannot go on; `/healthz` says so until the process ends.
+    pub fn failed(&self, reason: &str) {
+        self.update(|s| {
+            s.failed = Some(reason.to_string());
+            s.stopping = true;
+        });
+    }
+
+    /// Why the worker cannot go on, once it cannot.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
     /// Shutdown began; never ready again.
     pub fn stopping(&self) {
         self.update(|s| s.stopping = true);
@@ -234,8 +249,14 @@ async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
+    match state.readiness.failure() {
+        None => (StatusCode::OK, "ok\n".to_string()),
+        Some(reason) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unhealthy: {reason}\n"),
+        ),
+    }
 }
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
@@ -307,6 +328,16 @@ mod tests {
         let (status, _, body) = get(&s, "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, "ok\n");
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_once_the_worker_cannot_go_on() {
+        let s = state();
+        s.readiness.failed("FENCED_INSTANCE_ID: fenced");
+        let (status, _, body) = get(&s, "/healthz").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, "unhealthy: FENCED_INSTANCE_ID: fenced\n");
+        assert_eq!(s.readiness.status(), ReadyStatus::Stopping);
     }
 
     #[tokio::test]

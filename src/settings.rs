@@ -32,7 +32,7 @@ use serde_with::{DurationMilliSeconds, DurationSeconds, serde_as};
 use crate::crypto::SealingKey;
 use crate::fetch::FetchLimits;
 use crate::javadate::Zone;
-use crate::kafka::{KafkaClients, MANAGED_PROPERTIES, Tuning};
+use crate::kafka::{GroupProtocol, KafkaClients, MANAGED_PROPERTIES, Tuning};
 use crate::secret::Secret;
 
 /// Prefix of the librdkafka pass-through variables.
@@ -76,6 +76,23 @@ pub struct Settings {
     #[serde_as(as = "DurationMilliSeconds<u64>")]
     #[serde(default = "default_linger")]
     pub kafka_linger_ms: Duration,
+    /// `KAFKA_GROUP_PROTOCOL`: `classic` (default; cooperative-sticky
+    /// rebalancing, session timeout above) or `consumer` (KIP-848, Kafka
+    /// 4.0+; the broker's group session timeout applies).
+    #[serde(default)]
+    pub kafka_group_protocol: GroupProtocol,
+    /// `KAFKA_TRANSACTION_TIMEOUT_MS`: how long the transaction coordinator
+    /// lets a transaction stay open before aborting it. Default 60 000.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(default = "default_transaction_timeout")]
+    pub kafka_transaction_timeout_ms: Duration,
+    /// `KAFKA_COMMIT_TIMEOUT_MS`: how long a commit whose outcome is not
+    /// confirmed (broker or coordinator away) is resumed before the
+    /// partition's producer is replaced and its state restored again.
+    /// Default 30 000; at most the transaction timeout.
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    #[serde(default = "default_commit_timeout")]
+    pub kafka_commit_timeout_ms: Duration,
     /// librdkafka properties from `KAFKA_PROPERTY_*` (not an envy field).
     #[serde(skip)]
     pub kafka_properties: KafkaProperties,
@@ -204,6 +221,12 @@ fn default_heartbeat_interval() -> Duration {
 }
 fn default_linger() -> Duration {
     Tuning::default().linger
+}
+fn default_transaction_timeout() -> Duration {
+    Tuning::default().transaction_timeout
+}
+fn default_commit_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_events_topic() -> String {
     "event-poller.events".into()
@@ -384,6 +407,15 @@ impl Settings {
                 "must be below KAFKA_SESSION_TIMEOUT_MS",
             );
         }
+        if self.kafka_commit_timeout_ms > self.kafka_transaction_timeout_ms {
+            return invalid(
+                "KAFKA_COMMIT_TIMEOUT_MS",
+                "must not exceed KAFKA_TRANSACTION_TIMEOUT_MS",
+            );
+        }
+        if self.kafka_commit_timeout_ms < Duration::from_secs(1) {
+            return invalid("KAFKA_COMMIT_TIMEOUT_MS", "must be at least 1000");
+        }
         for (var, topic) in [
             ("EVENTS_TOPIC", &self.events_topic),
             ("STATE_TOPIC", &self.state_topic),
@@ -468,8 +500,19 @@ impl Settings {
                 session_timeout: self.kafka_session_timeout_ms,
                 heartbeat_interval: self.kafka_heartbeat_interval_ms,
                 linger: self.kafka_linger_ms,
+                group_protocol: self.kafka_group_protocol,
+                transaction_timeout: self.kafka_transaction_timeout_ms,
             },
         )
+    }
+
+    /// Transactional call and commit timeouts.
+    pub fn txn_timeouts(&self) -> crate::publish::TxnTimeouts {
+        let commit = self.kafka_commit_timeout_ms;
+        crate::publish::TxnTimeouts {
+            call: crate::publish::TxnTimeouts::default().call.min(commit),
+            commit,
+        }
     }
 
     /// The bounds of one poll's HTTP work.

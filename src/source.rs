@@ -41,6 +41,33 @@ pub struct FetchRequest {
     /// page requests cannot make skip a record; `None` follows the
     /// provider's `next` links.
     pub keyset: Option<DateField>,
+    /// How the fetch sleeps between tries.
+    pub pause: Pause,
+}
+
+/// How a fetch sleeps out a throttle or a retry backoff. A job hands in one
+/// that gives its poll permit back for the sleep, so a tenant the provider
+/// throttles does not hold a slot other tenants could poll with.
+#[derive(Clone, Default)]
+pub struct Pause(Option<Arc<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>>);
+
+impl Pause {
+    pub fn new(sleep: impl Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(sleep)))
+    }
+
+    pub async fn sleep(&self, wait: Duration) {
+        match &self.0 {
+            Some(sleep) => sleep(wait).await,
+            None => tokio::time::sleep(wait).await,
+        }
+    }
+}
+
+impl fmt::Debug for Pause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Pause(job)" } else { "Pause(sleep)" })
+    }
 }
 
 /// Every record of one window, exactly as the provider sent them.
@@ -238,4 +265,18 @@ pub trait CredentialStore: Send + Sync {
         instance_id: &'a str,
         bytes: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Changes whenever what [`CredentialStore::load`] returns may have
+    /// changed behind the caller's back (the worker took the partition
+    /// over again: another worker may have refreshed meanwhile).
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// Called right before the provider is asked for new tokens (which may
+    /// void the current refresh token): fails when a save would be refused
+    /// afterwards, so that no rotation starts whose result would be lost.
+    fn claim_refresh<'a>(&'a self, _instance_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }

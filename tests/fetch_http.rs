@@ -144,6 +144,7 @@ fn seed(page_size: Option<u32>) -> FetchRequest {
         url: SEED_URL.into(),
         page_size,
         keyset: None,
+        pause: Default::default(),
     }
 }
 
@@ -247,6 +248,7 @@ async fn page_size_comes_from_the_url_and_is_capped() {
             url: format!("{}&pageSize=7", SEED_URL.trim()),
             page_size: None,
             keyset: None,
+            pause: Default::default(),
         })
         .await
         .unwrap();
@@ -661,6 +663,7 @@ async fn absolute_resource_urls_must_be_on_the_api_origin() {
             url: "http://169.254.169.254/latest/meta-data".into(),
             page_size: None,
             keyset: None,
+            pause: Default::default(),
         })
         .await
         .unwrap_err();
@@ -706,6 +709,7 @@ async fn a_page_limit_truncates_and_the_window_resumes() {
             url: resume,
             page_size: Some(1),
             keyset: None,
+            pause: Default::default(),
         })
         .await
         .unwrap();
@@ -754,6 +758,7 @@ async fn untranslatable_urls_and_wrong_auth_are_refused_up_front() {
             url: "/hubs/ecommerce/orders?where=status='PAID'".into(),
             page_size: None,
             keyset: None,
+            pause: Default::default(),
         })
         .await
         .unwrap_err();

@@ -268,6 +268,7 @@ fn request() -> FetchRequest {
         url: "/hubs/ecommerce/orders?where=since='2024-01-01T00%3A00%3A00Z'".into(),
         page_size: None,
         keyset: None,
+        pause: Default::default(),
     }
 }
 

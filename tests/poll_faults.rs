@@ -511,3 +511,86 @@ async fn backfill_window_with_a_change_between_pages() {
     drop(poller);
     sb.stop().await.expect("sandbox stop");
 }
+
+// ---------------------------------------------------------------------------
+// One tenant throttled, another not
+// ---------------------------------------------------------------------------
+
+/// Poll interval of both tenants below.
+const TENANT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Two instances on one worker with a single poll permit
+/// (`MAX_CONCURRENT_POLLS=1`): every request of the first is answered 429
+/// (`Retry-After: 1`), the second's shop works. The throttled job waits
+/// out its 429s without holding the permit, so each change of the other
+/// shop is published within two poll intervals.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_tenant_does_not_delay_another_on_the_same_worker() {
+    let throttled = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
+    let calm = sandbox::start(e2e::oauth_sandbox()).await.expect("sandbox");
+    let names = Names::new();
+    let files = Instances::new(&[
+        (
+            "throttled.json",
+            e2e::instance(
+                "throttled",
+                &format!("{}/crm/rest", throttled.base_url()),
+                TENANT_INTERVAL.as_secs(),
+                json!({}),
+            )
+            .to_string(),
+        ),
+        (
+            "calm.json",
+            e2e::instance(
+                "calm",
+                &format!("{}/crm/rest", calm.base_url()),
+                TENANT_INTERVAL.as_secs(),
+                json!({}),
+            )
+            .to_string(),
+        ),
+    ]);
+    control(
+        &throttled.base_url(),
+        Method::PUT,
+        "/_sandbox/faults",
+        json!({"throttle_rate": 1.0, "retry_after": "seconds"}),
+    )
+    .await;
+    let poller = spawn_poller(&names, &files, &[("MAX_CONCURRENT_POLLS", "1")]);
+    e2e::await_checkpoint(&names, &poller, "calm", "orders").await;
+    // The throttled job is inside its waits.
+    poller
+        .await_log(PATIENCE, |l| {
+            l.iter().filter(|x| x["message"] == THROTTLED).count() >= 3
+        })
+        .await;
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        let v = control(
+            &calm.base_url(),
+            Method::POST,
+            "/_sandbox/orders",
+            json!({"count": 1}),
+        )
+        .await;
+        let id = v["ids"][0].to_string();
+        let made = Instant::now();
+        e2e::await_events(&names.events, PATIENCE, Some(&poller), |s| {
+            s.iter().any(|e| e.object_id() == id)
+        })
+        .await;
+        let took = made.elapsed();
+        worst = worst.max(took);
+        assert!(
+            took <= TENANT_INTERVAL * 2 + Duration::from_millis(500),
+            "round {round}: the calm shop's change took {took:?} while the other tenant was throttled"
+        );
+    }
+    let throttles = e2e::served(&throttled.base_url(), ORDERS, 429).await;
+    eprintln!("calm tenant's worst latency {worst:?} while the other got {throttles} 429s");
+    assert!(throttles >= 5, "the other tenant was throttled ({throttles} 429s)");
+    throttled.stop().await.expect("sandbox stop");
+    calm.stop().await.expect("sandbox stop");
+}

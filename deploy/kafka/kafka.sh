@@ -2,14 +2,24 @@
 # Local single-node Apache Kafka (KRaft, broker+controller in one JVM) from
 # plain jars fetched through deploy/kafka/pom.xml. No Docker.
 #
-#   kafka.sh up      fetch jars (once), format fresh storage, start in the
-#                    background, return when the broker answers a metadata request
-#   kafka.sh down    stop exactly the process `up` started (by PID); idempotent
-#   kafka.sh status  exit 0 when our broker runs and answers
+#   kafka.sh up       fetch jars (once), format fresh storage, start in the
+#                     background, return when the broker answers a metadata request
+#   kafka.sh down     stop exactly the process `up` started (by PID); idempotent
+#   kafka.sh status   exit 0 when our broker runs and answers
+#   kafka.sh stop     stop the broker (SIGTERM, SIGKILL after 30 s), keeping its
+#                     storage; idempotent
+#   kafka.sh start    start the broker on the storage it already has (same
+#                     cluster id, topics, committed offsets, transactions; only
+#                     when there is none, format fresh storage as `up` does) and
+#                     return when it answers; idempotent
+#   kafka.sh restart  stop, then start
+#
+# Neither `down` nor `stop` deletes anything; `up` is what starts from empty
+# storage. up and start refuse when KAFKA_PORT or KAFKA_PORT+1 is taken.
 #
 # Environment: KAFKA_PORT (default 9092; the controller listens on
-# KAFKA_PORT+1), KAFKA_CACHE_DIR (default .cache/kafka in the repo),
-# KAFKA_HEAP (default 768m).
+# KAFKA_PORT+1), KAFKA_CACHE_DIR (default .cache/kafka in the repo; each port
+# has its own run-PORT directory in it), KAFKA_HEAP (default 768m).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,24 +72,77 @@ answers() {
     >/dev/null 2>&1
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-up() {
-  if pid=$(our_pid); then
-    if answers; then say "already running (pid $pid) on 127.0.0.1:$port; log: $log"; return 0; fi
-    say "pid $pid does not answer; restarting it"
-    down
+# Both listeners need their port: a taken controller port would otherwise
+# only show up as a broker that dies during start-up.
+ports_free() {
+  if port_open "$port"; then say "127.0.0.1:$port is taken by another process"; exit 1; fi
+  if port_open "$controller_port"; then
+    say "127.0.0.1:$controller_port (the controller port, KAFKA_PORT+1) is taken by another process"
+    exit 1
   fi
-  if port_open; then say "127.0.0.1:$port is taken by another process"; exit 1; fi
-  command -v java >/dev/null || { say "java not found (install a JRE 17+)"; exit 1; }
-  fetch_jars
-  rm -rf "$run"
-  mkdir -p "$run/data"
+}
+
+# "STATE STARTTIME" of process $1 (fields 3 and 22 of /proc/$1/stat).
+proc_stat() {
+  local stat f
+  { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 1
+  read -r -a f <<< "${stat##*) }"
+  echo "${f[0]} ${f[19]}"
+}
+
+# Whether process $1 (started at clock tick $2, if given: a recycled PID is
+# another process) still runs. kill -0 alone also succeeds for a zombie, and
+# a cmdline is no test: it reads empty while the process execs and once its
+# main thread has exited. A zombie main thread whose other threads still run
+# (/proc/$1/task) counts as running: those threads may still hold the ports.
+alive() {
+  local s tasks
+  kill -0 "$1" 2>/dev/null || return 1
+  s=$(proc_stat "$1") || return 1
+  [ -z "${2:-}" ] || [ "${s#* }" = "$2" ] || return 1
+  case ${s%% *} in
+    Z|X|x) tasks=("/proc/$1/task/"*); [ "${#tasks[@]}" -gt 1 ] ;;
+  esac
+}
+
+# Process $1 is alive and is our broker (see our_pid).
+is_ours() {
+  alive "$1" || return 1
+  local cmdline
+  cmdline=$(tr '\0' ' ' 2>/dev/null < "/proc/$1/cmdline") || return 1
+  [[ $cmdline == *"kafka.Kafka $run/server.properties "* ]]
+}
+
+# A live broker on our server.properties, whatever its PID: the start-up
+# wait's last check before it calls the broker dead.
+find_ours() {
+  local d
+  for d in /proc/[0-9]*; do
+    if is_ours "${d#/proc/}"; then echo "${d#/proc/}"; return 0; fi
+  done
+  return 1
+}
+
+config() {
   sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" \
     -e "s|@DATA_DIR@|$run/data|g" "$here/server.properties" > "$run/server.properties"
+}
+
+# Empty run directory, config, storage formatted with a new cluster id.
+fresh_storage() {
+  rm -rf "$run"
+  mkdir -p "$run/data"
+  config
   local cluster_id
   cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid)
   java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >> "$log" 2>&1
+}
+
+# Start the broker on the storage in $run in the background and return when
+# it answers. On failure exit 1 and leave no broker running.
+launch() {
   local started
   started=$(date +%s)
   # setsid: the broker must outlive this script and not receive the
@@ -87,33 +150,107 @@ up() {
   setsid bash -c 'exec "$@"' _ java -Xms256m "-Xmx$heap" -XX:+UseSerialGC -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$here/log4j2.properties" -cp "$libs/*" \
     kafka.Kafka "$run/server.properties" >> "$log" 2>&1 < /dev/null &
-  echo $! > "$pidfile"
-  say "started pid $(cat "$pidfile") on 127.0.0.1:$port; log: $log"
+  local pid=$!
+  echo "$pid" > "$pidfile"
+  say "started pid $pid on 127.0.0.1:$port; log: $log"
   local deadline=$((started + 120))
-  local pid
-  pid=$(cat "$pidfile")
-  until port_open && answers; do
-    # kill -0, not our_pid: until bash has exec'd java the cmdline differs.
-    if ! kill -0 "$pid" 2>/dev/null || ! [ -r "/proc/$pid/cmdline" ] || [ -z "$(tr -d '\0' < "/proc/$pid/cmdline")" ]; then say "broker exited during start-up; last log lines:"; tail -n 30 "$log" >&2; exit 1; fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then say "broker did not answer within 120 s"; down; exit 1; fi
+  local other
+  until port_open "$port" && answers; do
+    # alive, not our_pid: until bash has exec'd java the cmdline differs.
+    if ! alive "$pid"; then
+      # Dead only if no broker of ours runs under another PID either (had
+      # setsid needed to fork, $! would not be the broker's PID).
+      if other=$(find_ours); then
+        say "broker runs as pid $other, not $pid"
+        pid=$other
+        echo "$pid" > "$pidfile"
+        continue
+      fi
+      say "broker exited during start-up; last log lines:"; tail -n 30 "$log" >&2; rm -f "$pidfile"; exit 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      say "broker pid $pid is running but did not answer within 120 s; stopping it; last log lines:"
+      tail -n 30 "$log" >&2
+      stop_pid "$pid" || true
+      rm -f "$pidfile"
+      exit 1
+    fi
     sleep 0.5
   done
   say "ready after $(($(date +%s) - started)) s"
 }
 
+up() {
+  if pid=$(our_pid); then
+    if answers; then say "already running (pid $pid) on 127.0.0.1:$port; log: $log"; return 0; fi
+    say "pid $pid does not answer; restarting it"
+    down
+  fi
+  ports_free
+  command -v java >/dev/null || { say "java not found (install a JRE 17+)"; exit 1; }
+  fetch_jars
+  fresh_storage
+  launch
+}
+
+start() {
+  if pid=$(our_pid); then
+    if answers; then say "already running (pid $pid) on 127.0.0.1:$port; log: $log"; return 0; fi
+    say "pid $pid does not answer; restarting it"
+    stop
+  fi
+  ports_free
+  command -v java >/dev/null || { say "java not found (install a JRE 17+)"; exit 1; }
+  fetch_jars
+  if [ -f "$run/data/meta.properties" ]; then
+    # Formatted storage is reused as it is: formatting again would give the
+    # broker a new cluster id and lose every topic, offset and transaction.
+    [ -f "$run/server.properties" ] || config
+    say "reusing storage $run/data (cluster id $(sed -n 's/^cluster\.id=//p' "$run/data/meta.properties"))"
+  else
+    say "no storage in $run/data yet; formatting fresh storage"
+    fresh_storage
+  fi
+  launch
+}
+
+# SIGTERM, up to 30 s for the broker to be gone, then SIGKILL and up to 10 s
+# more. Gone is alive failing for the process seen before the SIGTERM (same
+# PID and start time), which includes an exited zombie: it holds no port.
+stop_pid() {
+  local pid=$1 since
+  since=$(proc_stat "$pid") || return 0
+  since=${since#* }
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    alive "$pid" "$since" || return 0
+    sleep 0.5
+  done
+  alive "$pid" "$since" || return 0
+  say "pid $pid ignored SIGTERM for 30 s; killing"
+  kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    alive "$pid" "$since" || return 0
+    sleep 0.5
+  done
+  say "pid $pid still runs 10 s after SIGKILL"
+  return 1
+}
+
 down() {
   local pid
   if ! pid=$(our_pid); then rm -f "$pidfile"; say "not running"; return 0; fi
-  kill -TERM "$pid" 2>/dev/null || true
-  # our_pid, not /proc/$pid: a killed broker may linger as a zombie whose
-  # cmdline is empty, and that counts as stopped.
-  for _ in $(seq 1 60); do
-    our_pid >/dev/null || break
-    sleep 0.5
-  done
-  if our_pid >/dev/null; then say "pid $pid ignored SIGTERM for 30 s; killing"; kill -KILL "$pid" 2>/dev/null || true; fi
+  stop_pid "$pid" || exit 1
   rm -f "$pidfile"
   say "stopped pid $pid"
+}
+
+# The same as down: neither deletes the storage (up is what starts afresh).
+stop() { down; }
+
+restart() {
+  stop
+  start
 }
 
 status() {
@@ -126,5 +263,8 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  start) start ;;
+  stop) stop ;;
+  restart) restart ;;
+  *) echo "usage: $0 up|down|status|start|stop|restart" >&2; exit 2 ;;
 esac

@@ -46,7 +46,7 @@ use crate::backoff::Backoff;
 use crate::element::{AuthKind, ElementDef};
 use crate::instance::{DateField, HubCredentials};
 use crate::secret::Secret;
-use crate::source::{FetchRequest, FetchStats, Fetched};
+use crate::source::{FetchRequest, FetchStats, Fetched, Pause};
 use error::status_is_transient;
 use hints::{HintSource, provider_date, wait_hint};
 use links::{label, origin_text, query_param, set_query_param};
@@ -454,7 +454,7 @@ impl Fetcher {
                 );
                 break;
             }
-            let response = self.get(&url, stats).await?;
+            let response = self.get(&url, stats, &request.pause).await?;
             if let Some(date) = provider_date(&response.headers) {
                 // The latest answer's clock: no record it served can
                 // honestly be dated after it.
@@ -536,12 +536,18 @@ impl Fetcher {
 
     /// One page request with retries ([`request::send`]): a 2xx response's
     /// complete body, or the error that ends the window.
-    async fn get(&self, url: &Url, stats: &mut FetchStats) -> Result<Response, FetchError> {
+    async fn get(
+        &self,
+        url: &Url,
+        stats: &mut FetchStats,
+        pause: &Pause,
+    ) -> Result<Response, FetchError> {
         let request = label("GET", url);
         request::send(
             &self.limits,
             &request,
             stats,
+            pause,
             Credential::default(),
             |credential, attempts| self.attempt(url, &request, credential, attempts),
         )

@@ -18,7 +18,7 @@ use tracing::warn;
 use super::hints::{HintSource, millis};
 use super::page::describe;
 use super::{FetchError, FetchLimits};
-use crate::source::FetchStats;
+use crate::source::{FetchStats, Pause};
 
 /// What one attempt came to.
 pub(crate) enum Step<T> {
@@ -94,6 +94,7 @@ pub(crate) async fn send<T, S, Fut>(
     limits: &FetchLimits,
     request: &str,
     stats: &mut FetchStats,
+    pause: &Pause,
     mut state: S,
     mut attempt: impl FnMut(S, u32) -> Fut,
 ) -> Result<T, FetchError>
@@ -159,6 +160,6 @@ where
             }
         };
         stats.waited = stats.waited.saturating_add(wait);
-        tokio::time::sleep(wait).await;
+        pause.sleep(wait).await;
     }
 }

@@ -17,11 +17,27 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use crate::event::OutRecord;
 use crate::kafka::KafkaClients;
 
-/// How long `init/commit/abort_transaction` may block. Larger than a broker
-/// failover, smaller than `transaction.timeout.ms`.
-pub const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one call of `init/commit/abort_transaction` may block, and how
+/// long a commit whose outcome is unknown is retried before the producer is
+/// given up (`COMMIT_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnTimeouts {
+    /// One transactional API call.
+    pub call: Duration,
+    /// All calls of one commit together: beyond it the outcome is unknown.
+    pub commit: Duration,
+}
 
-/// Kafka errors in the three classes the job loop acts on.
+impl Default for TxnTimeouts {
+    fn default() -> Self {
+        Self {
+            call: Duration::from_secs(10),
+            commit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Kafka errors in the classes the job loop acts on.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// Try the same transaction again later (e.g. coordinator moving).
@@ -30,8 +46,14 @@ pub enum PublishError {
     /// The transaction was aborted; the window will be redone.
     #[error("transaction aborted: {0}")]
     MustAbort(KafkaError),
-    /// The producer is unusable (fenced by a newer owner, or a fatal
-    /// idempotence error): drop the partition and fence/restore again.
+    /// A newer owner of the partition fenced this producer: the partition is
+    /// someone else's now (or will be once the group says so). Fencing back
+    /// would steal it and start a tug of war.
+    #[error("producer fenced by a newer owner: {0}")]
+    Fenced(KafkaError),
+    /// The producer is unusable (a fatal idempotence error, or a commit
+    /// whose outcome stayed unknown): drop it, fence and restore again (the
+    /// restore tells whether the commit landed).
     #[error("fatal producer error: {0}")]
     Fatal(KafkaError),
 }
@@ -39,6 +61,16 @@ pub enum PublishError {
 impl PublishError {
     fn classify(e: KafkaError) -> Self {
         match &e {
+            KafkaError::Transaction(rd)
+                if matches!(
+                    rd.code(),
+                    RDKafkaErrorCode::Fenced
+                        | RDKafkaErrorCode::ProducerFenced
+                        | RDKafkaErrorCode::InvalidProducerEpoch
+                ) =>
+            {
+                PublishError::Fenced(e)
+            }
             KafkaError::Transaction(rd) if rd.is_fatal() => PublishError::Fatal(e),
             KafkaError::Transaction(rd) if rd.txn_requires_abort() => PublishError::MustAbort(e),
             KafkaError::Transaction(rd) if rd.is_retriable() => PublishError::Retriable(e),
@@ -46,8 +78,9 @@ impl PublishError {
         }
     }
 
+    /// The producer cannot be used again (fenced or broken).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, PublishError::Fatal(_))
+        matches!(self, PublishError::Fatal(_) | PublishError::Fenced(_))
     }
 }
 
@@ -75,6 +108,7 @@ pub struct PartitionProducer {
     producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     partition: i32,
     topics: Arc<Topics>,
+    timeouts: TxnTimeouts,
     /// Testing only: keep each transaction open this long before
     /// committing, so crash tests can kill a worker inside one.
     hold_open: Duration,
@@ -98,6 +132,7 @@ impl PartitionProducer {
         group: &str,
         topics: Arc<Topics>,
         partition: i32,
+        timeouts: TxnTimeouts,
     ) -> Result<Self, PublishError> {
         let producer: ThreadedProducer<DefaultProducerContext> = clients
             .producer(&transactional_id(group, &topics.state, partition))
@@ -105,7 +140,7 @@ impl PartitionProducer {
             .map_err(PublishError::Fatal)?;
         let producer = Arc::new(producer);
         let p = producer.clone();
-        tokio::task::spawn_blocking(move || p.init_transactions(TXN_TIMEOUT))
+        tokio::task::spawn_blocking(move || p.init_transactions(timeouts.commit))
             .await
             .map_err(|_| PublishError::Retriable(KafkaError::Canceled))?
             .map_err(PublishError::classify)?;
@@ -113,6 +148,7 @@ impl PartitionProducer {
             producer,
             partition,
             topics,
+            timeouts,
             hold_open: Duration::ZERO,
         })
     }
@@ -158,17 +194,57 @@ impl PartitionProducer {
                 );
                 std::thread::sleep(self.hold_open);
             }
-            self.producer
-                .commit_transaction(TXN_TIMEOUT)
-                .map_err(PublishError::classify)
+            self.commit_until_known()
         }) {
             Ok(()) => Ok(()),
-            Err(e @ PublishError::Fatal(_)) => Err(e),
+            Err(e) if e.is_fatal() => Err(e),
             Err(e) => {
-                if let Err(abort) = self.producer.abort_transaction(TXN_TIMEOUT) {
-                    return Err(PublishError::classify(abort));
+                if let Err(abort) = self.producer.abort_transaction(self.timeouts.call) {
+                    return Err(match PublishError::classify(abort) {
+                        // An abort that cannot finish leaves the producer
+                        // inside a transaction API call: nothing else can
+                        // run on it, so it is replaced.
+                        PublishError::Retriable(e) => PublishError::Fatal(e),
+                        other => other,
+                    });
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// `commit_transaction`, called again after each retriable error (a
+    /// flush or EndTxn that timed out, a coordinator moving): librdkafka
+    /// resumes the same commit, and any other transactional call meanwhile
+    /// would fail with a conflict. Aborting is right only when librdkafka
+    /// says the transaction requires it. If the outcome is still unknown
+    /// after the commit timeout, the producer is given up (`Fatal`): the
+    /// partition is fenced and restored again, and the restore shows
+    /// whether the commit landed.
+    fn commit_until_known(&self) -> Result<(), PublishError> {
+        let began = std::time::Instant::now();
+        loop {
+            let call = self
+                .timeouts
+                .call
+                .min(self.timeouts.commit.saturating_sub(began.elapsed()))
+                .max(Duration::from_millis(100));
+            match self.producer.commit_transaction(call) {
+                Ok(()) => return Ok(()),
+                Err(e) => match PublishError::classify(e) {
+                    PublishError::Retriable(e) => {
+                        if began.elapsed() >= self.timeouts.commit {
+                            return Err(PublishError::Fatal(e));
+                        }
+                        tracing::warn!(
+                            message = "Commit not confirmed yet; resuming it.",
+                            partition = self.partition,
+                            error = %e,
+                            elapsed_ms = began.elapsed().as_millis() as u64,
+                        );
+                    }
+                    other => return Err(other),
+                },
             }
         }
     }

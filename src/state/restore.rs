@@ -106,17 +106,22 @@ fn read(
     let kafka = |source| RestoreError::Kafka { partition, source };
     let consumer: BaseConsumer<EofAware> = config.create_with_context(EofAware).map_err(kafka)?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+    // Offset 0, not `Beginning`: librdkafka looks `Beginning` up first,
+    // which costs ~500 ms of every takeover (measured), while a compacted
+    // topic starts at 0 anyway; were it ever truncated, `earliest`
+    // (auto.offset.reset) still starts at its first record.
+    tpl.add_partition_offset(topic, partition, Offset::Offset(0))
         .map_err(kafka)?;
     consumer.assign(&tpl).map_err(kafka)?;
     let deadline = Instant::now() + timeout;
     let mut out = Restored::default();
+    let mut ended = false;
     while Instant::now() < deadline {
         let msg = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(_))) => {
-                out.join_parts();
-                return Ok(out);
+                ended = true;
+                break;
             }
             Some(Err(e)) => return Err(kafka(e)),
             Some(Ok(m)) => m,
@@ -171,6 +176,15 @@ fn read(
                 out.tokens.insert(instance, bytes.to_vec());
             }
         }
+    }
+    // Closing the reader takes ~100 ms (measured); the takeover need not
+    // wait for it. Should no thread start, it closes here.
+    let _ = std::thread::Builder::new()
+        .name("restore-close".into())
+        .spawn(move || drop(consumer));
+    if ended {
+        out.join_parts();
+        return Ok(out);
     }
     Err(RestoreError::Timeout { partition, timeout })
 }

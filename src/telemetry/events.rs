@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
-use rdkafka::error::KafkaError;
 use tracing::{debug, info, warn};
 
 use super::metrics::{PollResult, TxnResult, event_type_label, names};
@@ -195,14 +194,14 @@ impl PollAborted<'_> {
 /// is fenced and restored again.
 pub struct PollProducerFailed<'a> {
     pub job: &'a JobId,
-    pub error: &'a KafkaError,
+    pub error: &'a crate::publish::PublishError,
     pub elapsed: Duration,
 }
 
 impl PollProducerFailed<'_> {
     pub fn emit(self) {
         warn!(
-            message = "Producer fenced or broken; re-fencing the partition.",
+            message = "Producer fenced or broken; the partition's jobs stop.",
             job = %self.job,
             error = %self.error,
         );

@@ -7,6 +7,15 @@
 //! librdkafka calls the rebalance callbacks on the polling thread, and the
 //! revoke callback *waits* there until the partitions' jobs have stopped:
 //! only then may the group hand them to another worker.
+//!
+//! Rebalancing is incremental (cooperative-sticky, or KIP-848's consumer
+//! protocol): the callbacks name only the partitions that move, so the
+//! others keep polling through a membership change.
+//!
+//! A fatal group error (another process joined with this `WORKER_ID`)
+//! means librdkafka has dropped the assignment without calling the
+//! rebalance callback: the member reports [`Ownership::Lost`] and stops,
+//! and the worker must stop every partition and end the process.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
@@ -17,7 +26,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::kafka::KafkaClients;
 
@@ -26,12 +35,18 @@ use crate::kafka::KafkaClients;
 /// protects the data; the wait only avoids needless aborts.
 const REVOKE_WAIT: Duration = Duration::from_secs(90);
 
+/// How long leaving may take (the revocation callback, then the leave).
+const LEAVE_WAIT: Duration = Duration::from_secs(5);
+
 /// What the group told this worker.
 #[derive(Debug)]
 pub enum Ownership {
     Assigned(Vec<i32>),
     /// Stop these partitions' jobs, then send on `done`.
     Revoked(Vec<i32>, std_mpsc::Sender<()>),
+    /// The member cannot go on (librdkafka's fatal error, in its words);
+    /// every partition is lost.
+    Lost(String),
 }
 
 struct GroupContext {
@@ -120,12 +135,31 @@ impl Membership {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                        if let Some((code, reason)) = consumer.client().fatal_error() {
+                            error!(message = "Group membership lost for good.", %code, %reason);
+                            let _ = consumer
+                                .context()
+                                .events
+                                .send(Ownership::Lost(format!("{code}: {reason}")));
+                            return;
+                        }
                         warn!(message = "Group consumer error.", error = %e);
                     }
                 }
                 // Leaving revokes every partition through the callback,
-                // which waits for the jobs, then tells the group.
+                // then tells the group, which hands the partitions to the
+                // others at once. A static member (`WORKER_ID`) that only
+                // closed would not tell it: its partitions would wait out
+                // the session timeout. So the member polls until the
+                // revocation is through and the leave has gone out.
                 consumer.unsubscribe();
+                let deadline = std::time::Instant::now() + LEAVE_WAIT;
+                while std::time::Instant::now() < deadline {
+                    let _ = consumer.poll(Duration::from_millis(50));
+                    if consumer.assignment().is_ok_and(|a| a.count() == 0) {
+                        break;
+                    }
+                }
                 let _ = consumer.poll(Duration::from_millis(100));
             })
             .map_err(|_| rdkafka::error::KafkaError::Canceled)?;

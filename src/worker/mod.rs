@@ -33,7 +33,7 @@ use crate::crypto::SealingKey;
 use crate::instance::Instance;
 use crate::kafka::KafkaClients;
 use crate::ops::Readiness;
-use crate::publish::Topics;
+use crate::publish::{Topics, TxnTimeouts};
 use crate::settings::Settings;
 use crate::source::SourceFactory;
 
@@ -60,6 +60,10 @@ pub struct WorkerConfig {
     pub poll: PollSettings,
     pub encryption_key: Option<SealingKey>,
     pub restore_timeout: Duration,
+    pub txn: TxnTimeouts,
+    /// How long a fenced partition waits for the group to move it before
+    /// taking it over again: two session timeouts.
+    pub fenced_wait: Duration,
     /// Testing only: `TEST_HOLD_TRANSACTION_MS`.
     pub hold_transactions_open: Duration,
 }
@@ -88,6 +92,8 @@ impl WorkerConfig {
             },
             encryption_key: settings.state_encryption_key.clone(),
             restore_timeout: settings.state_restore_timeout_seconds,
+            txn: settings.txn_timeouts(),
+            fenced_wait: settings.kafka_session_timeout_ms.saturating_mul(2),
             hold_transactions_open: settings.test_hold_transaction_ms,
         }
     }
@@ -101,6 +107,10 @@ pub enum WorkerError {
     Group(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Layout(#[from] crate::state::layout::LayoutError),
+    #[error(
+        "the worker group dropped this worker for good ({0}); is another process running with the same WORKER_ID?"
+    )]
+    GroupLost(String),
 }
 
 /// Runs the worker until `shutdown`: then stops taking new polls, lets
@@ -145,6 +155,8 @@ pub async fn run(
         factory,
         readiness,
         clock: Arc::new(clock::SystemClock),
+        sources: Default::default(),
+        vaults: Default::default(),
     });
     let mut running: HashMap<i32, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     loop {
@@ -177,31 +189,52 @@ pub async fn run(
                 }
             }
             Some(Ownership::Revoked(parts, done)) => {
+                // All of them stop at once, then are awaited together: a
+                // revocation takes as long as its slowest commit, not the
+                // sum of them.
+                let stopping: Vec<_> = parts
+                    .iter()
+                    .filter_map(|p| running.remove(p).map(|r| (*p, r)))
+                    .collect();
+                for (_, (cancel, _)) in &stopping {
+                    cancel.cancel();
+                }
+                for (p, (_, handle)) in stopping {
+                    report_end(p, handle.await);
+                }
                 for p in parts {
-                    if let Some((cancel, handle)) = running.remove(&p) {
-                        cancel.cancel();
-                        report_end(p, handle.await);
-                    }
                     deps.readiness.released(p);
                 }
                 // The group thread may have given up waiting; that is fine.
                 let _ = done.send(());
             }
+            Some(Ownership::Lost(reason)) => {
+                // Another member may own our partitions already: stop
+                // everything (fencing protects the data meanwhile) and end
+                // the process so that its supervisor sees it.
+                deps.readiness.failed(&reason);
+                stop_all(&mut running).await;
+                return Err(WorkerError::GroupLost(reason));
+            }
         }
     }
     info!(message = "Worker stopping: finishing in-flight polls.");
-    for (_, (cancel, _)) in running.iter() {
-        cancel.cancel();
-    }
-    for (p, (_, handle)) in running.drain() {
-        report_end(p, handle.await);
-    }
+    stop_all(&mut running).await;
     // Nobody answers revocations any more: the leave must not wait for us.
     drop(ownership);
     jobs.clear();
     membership.leave().await;
     info!(message = "Worker stopped.");
     Ok(())
+}
+
+async fn stop_all(running: &mut HashMap<i32, (CancellationToken, JoinHandle<()>)>) {
+    for (cancel, _) in running.values() {
+        cancel.cancel();
+    }
+    for (p, (_, handle)) in running.drain() {
+        report_end(p, handle.await);
+    }
 }
 
 /// A partition task that panicked is a bug: say so, with the partition,

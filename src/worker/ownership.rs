@@ -5,7 +5,7 @@
 //! after the restore and cause duplicates.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -38,10 +38,91 @@ pub struct PartitionDeps {
     /// Told when a partition is taken over, scheduled and released.
     pub readiness: Arc<Readiness>,
     pub clock: Arc<dyn Clock>,
+    /// Sources (and so OAuth token managers) and token vaults live as long
+    /// as the process, not one ownership period: a rotated token waiting
+    /// to be saved survives a handover and is saved when the partition
+    /// comes back.
+    pub sources: Mutex<HashMap<String, Arc<dyn Source>>>,
+    pub vaults: Mutex<HashMap<i32, Arc<TokenVault>>>,
 }
 
-/// Runs `partition` until `cancel`; starts over (fence, restore) whenever
-/// the producer is fenced or breaks.
+impl PartitionDeps {
+    fn vault(&self, partition: i32) -> Arc<TokenVault> {
+        let mut vaults = self.vaults.lock().unwrap_or_else(|e| e.into_inner());
+        vaults
+            .entry(partition)
+            .or_insert_with(|| Arc::new(TokenVault::new(self.config.encryption_key.clone())))
+            .clone()
+    }
+
+    /// The instance's source, built once per process.
+    fn source(
+        &self,
+        job: &Job,
+        vault: &Arc<TokenVault>,
+    ) -> Result<Arc<dyn Source>, crate::source::SourceError> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sources.get(&job.instance.id) {
+            return Ok(s.clone());
+        }
+        let s = self.factory.source(&job.instance, vault.clone())?;
+        sources.insert(job.instance.id.clone(), s.clone());
+        Ok(s)
+    }
+}
+
+/// Why an ownership period ended before its partition was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handback {
+    /// A newer owner fenced the producer: wait for the group to move the
+    /// partition rather than fence back.
+    Fenced,
+    /// The producer broke (or a commit's outcome stayed unknown): fence
+    /// and restore again at once.
+    Broken,
+}
+
+/// Ends an ownership period: cancelled from outside (revocation, shutdown)
+/// or by a job that found the producer unusable, saying why.
+#[derive(Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    why: Arc<Mutex<Option<Handback>>>,
+}
+
+impl Stop {
+    /// A stop that also fires when `parent` is cancelled.
+    pub fn under(parent: &CancellationToken) -> Self {
+        Self {
+            token: parent.child_token(),
+            why: Arc::default(),
+        }
+    }
+
+    /// Stops every job of the period; the first reason given wins.
+    pub fn hand_back(&self, why: Handback) {
+        self.why
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+        self.token.cancel();
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn why(&self) -> Option<Handback> {
+        *self.why.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `partition` until `cancel`. A broken producer is replaced at once
+/// (fence, restore); a fenced one waits for the group first: someone else
+/// owns the partition now, and fencing back would start a tug of war. If
+/// the group still gives the partition to this worker after
+/// `fenced_wait`, it is taken over again (a deliberate fence, e.g. by an
+/// operator's tool, is not a rebalance).
 pub async fn run_partition(
     deps: Arc<PartitionDeps>,
     partition: i32,
@@ -50,36 +131,59 @@ pub async fn run_partition(
 ) {
     let mut failures: u32 = 0;
     while !cancel.is_cancelled() {
-        match own(&deps, partition, &jobs, &cancel).await {
-            Ok(()) => failures = 0,
+        let wait = match own(&deps, partition, &jobs, &cancel).await {
+            Ok(None) => return,
+            Ok(Some(Handback::Broken)) => {
+                failures = 0;
+                continue;
+            }
+            Ok(Some(Handback::Fenced)) => {
+                failures = 0;
+                warn!(
+                    message = "Producer fenced by a newer owner; waiting for the group.",
+                    partition,
+                    wait = ?deps.config.fenced_wait
+                );
+                deps.readiness.taking_over(partition);
+                deps.config.fenced_wait
+            }
             Err(error) => {
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_millis(500).saturating_mul(1 << failures.min(6));
                 warn!(message = "Could not take over the state partition; retrying.", partition, %error, retry_in = ?wait);
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
-                }
+                wait
             }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// One ownership period: returns when cancelled (Ok) or when the producer
-/// must be replaced (Ok, after stopping the jobs); errors before scheduling.
+/// One ownership period: returns when cancelled (`None`) or when the
+/// producer must be replaced (after stopping the jobs); errors before
+/// scheduling.
 async fn own(
     deps: &Arc<PartitionDeps>,
     partition: i32,
     jobs: &[Job],
     cancel: &CancellationToken,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Option<Handback>, Box<dyn std::error::Error + Send + Sync>> {
     deps.readiness.taking_over(partition);
     let config = &deps.config;
-    let producer =
-        PartitionProducer::fence(&config.kafka, &config.group, deps.topics.clone(), partition)
-            .await?
-            .with_hold_open(config.hold_transactions_open);
+    let began = std::time::Instant::now();
+    let producer = PartitionProducer::fence(
+        &config.kafka,
+        &config.group,
+        deps.topics.clone(),
+        partition,
+        config.txn,
+    )
+    .await?
+    .with_hold_open(config.hold_transactions_open);
     let lane: Arc<dyn Commit> = Arc::new(Lane::new(producer));
+    let fenced_ms = began.elapsed().as_millis() as u64;
     let restored = restore_partition(
         &config.kafka,
         &deps.topics.state,
@@ -110,13 +214,15 @@ async fn own(
         partition,
         records = restored.records,
         checkpoints = restored.checkpoints.len(),
-        jobs = jobs.len()
+        jobs = jobs.len(),
+        fenced_ms,
+        restored_ms = began.elapsed().as_millis() as u64 - fenced_ms,
     );
-    let vault = Arc::new(TokenVault::new(
-        config.encryption_key.clone(),
-        lane.clone(),
-        restored.tokens,
-    ));
+    let stop = Stop::under(cancel);
+    let vault = deps.vault(partition);
+    // Released on every way out of this period, so no token is refreshed
+    // or saved for a partition this worker may no longer own.
+    let _lease = vault.lease(lane.clone(), stop.token().clone(), restored.tokens);
 
     // A new job's starting point is committed before its first poll, so a
     // crash before that poll cannot move it.
@@ -141,23 +247,14 @@ async fn own(
         .await?;
     }
 
-    let mut sources: HashMap<String, Arc<dyn Source>> = HashMap::new();
-    let refence = CancellationToken::new();
-    let stop = cancel.child_token();
     let mut tasks = JoinSet::new();
     for job in jobs {
-        let source = match sources.get(&job.instance.id) {
-            Some(s) => s.clone(),
-            None => match deps.factory.source(&job.instance, vault.clone()) {
-                Ok(s) => {
-                    sources.insert(job.instance.id.clone(), s.clone());
-                    s
-                }
-                Err(error) => {
-                    warn!(message = "Instance cannot be polled; its jobs are skipped.", job = %job.id, %error);
-                    continue;
-                }
-            },
+        let source = match deps.source(job, &vault) {
+            Ok(s) => s,
+            Err(error) => {
+                warn!(message = "Instance cannot be polled; its jobs are skipped.", job = %job.id, %error);
+                continue;
+            }
         };
         let Some(checkpoint) = checkpoints.remove(&job.id) else {
             continue;
@@ -174,18 +271,14 @@ async fn own(
             partition,
         };
         let span = info_span!("job", job = %job.id);
-        tasks.spawn(runner.run(stop.clone(), refence.clone()).instrument(span));
+        tasks.spawn(runner.run(stop.clone()).instrument(span));
     }
     deps.readiness.scheduled(partition);
-    tokio::select! {
-        () = cancel.cancelled() => {}
-        () = refence.cancelled() => {}
-    }
-    stop.cancel();
+    stop.token().cancelled().await;
     while let Some(ended) = tasks.join_next().await {
         if let Err(e) = ended {
             error!(message = "Job task failed.", partition, error = %e);
         }
     }
-    Ok(())
+    Ok(stop.why())
 }

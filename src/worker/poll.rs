@@ -1,7 +1,8 @@
 //! One job's loop: wait until due, fetch the window, detect, publish the
 //! events, dead letters and new checkpoint in one transaction. Cancellation
-//! is observed only while waiting, never inside a poll: a poll ends
-//! committed or aborted.
+//! (a revocation, shutdown) ends a wait or a fetch at once, since nothing
+//! of a window is published before its commit; a commit in progress is
+//! never cut: it ends committed or aborted.
 //!
 //! The loop talks to a [`Source`] on one side and a [`Commit`] on the
 //! other, and reads time from a [`Clock`], so that its schedule is
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -24,7 +25,7 @@ use crate::event::{
 use crate::javadate::Zone;
 use crate::ops::{Attention, Readiness};
 use crate::publish::{Batch, PublishError};
-use crate::source::{FailureKind, FetchRequest, Source};
+use crate::source::{FailureKind, FetchRequest, Pause, Source};
 use crate::state::{Checkpoint, Resume};
 use crate::telemetry::events::{
     AuthorizationNeeded, FutureDatedSeen, PollAborted, PollCommitted, PollFetchFailed,
@@ -34,6 +35,7 @@ use crate::telemetry::events::{
 use super::clock::Clock;
 use super::jobs::Job;
 use super::lane::Commit;
+use super::ownership::{Handback, Stop};
 
 /// Settings every job of a worker shares.
 #[derive(Debug, Clone)]
@@ -55,9 +57,10 @@ pub enum PollOutcome {
     FetchFailed(FailureKind),
     /// The transaction was aborted; the window will be redone.
     Aborted,
-    /// The producer was fenced or broke: the partition must be fenced and
-    /// restored again.
-    Fatal,
+    /// The producer cannot be used again; see [`Handback`].
+    Fatal(Handback),
+    /// The partition's period ended while fetching; nothing was published.
+    Cancelled,
 }
 
 /// Everything a job loop needs.
@@ -79,14 +82,17 @@ pub struct JobRunner {
 enum Next {
     /// Poll again at this time.
     At(DateTime<Utc>),
-    /// Stop: the partition must be fenced and restored again.
-    Refence,
+    /// Stop: the producer cannot be used again.
+    HandBack(Handback),
+    /// Stop: the period ended.
+    Stop,
 }
 
 impl JobRunner {
-    /// Polls until `cancel` fires or the producer breaks (then `refence`
-    /// is cancelled so the partition task starts over).
-    pub async fn run(mut self, cancel: CancellationToken, refence: CancellationToken) {
+    /// Polls until `stop` fires, or until the producer cannot be used
+    /// again (then it stops the whole period, saying why).
+    pub async fn run(mut self, stop: Stop) {
+        let cancel = stop.token().clone();
         let interval = self.job.instance.refresh_interval;
         let mut due = self.first_due(interval);
         let mut failures: u32 = 0;
@@ -100,10 +106,15 @@ impl JobRunner {
                 () = cancel.cancelled() => return,
                 p = self.permits.clone().acquire_owned() => p,
             };
-            let Ok(_permit) = permit else { return };
+            let Ok(permit) = permit else { return };
+            let held = Arc::new(std::sync::Mutex::new(Some(permit)));
             let started = self.clock.now();
             let lateness = (started - due).to_std().unwrap_or(Duration::ZERO);
-            let outcome = self.poll_once(started, lateness).await;
+            let pause = self.pause(held.clone());
+            let outcome = self.poll_once(started, lateness, pause, &cancel).await;
+            // The pause may outlive the poll (whoever kept the request):
+            // the permit must not.
+            drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
             let next = schedule(
                 outcome,
                 started,
@@ -112,20 +123,34 @@ impl JobRunner {
                 self.settings.retry_min,
                 &mut failures,
             );
-            self.report(
-                outcome,
-                (next_at(next) - self.clock.now())
-                    .to_std()
-                    .unwrap_or_default(),
-            );
+            if let Next::At(at) = next {
+                self.report(outcome, (at - self.clock.now()).to_std().unwrap_or_default());
+            }
             match next {
                 Next::At(at) => due = at,
-                Next::Refence => {
-                    refence.cancel();
+                Next::HandBack(why) => {
+                    stop.hand_back(why);
                     return;
                 }
+                Next::Stop => return,
             }
         }
+    }
+
+    /// Sleeps of the fetch (throttles, retries) give the poll permit back
+    /// and take one again afterwards: a tenant the provider holds off must
+    /// not hold off the others on this worker.
+    fn pause(&self, held: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>) -> Pause {
+        let permits = self.permits.clone();
+        Pause::new(move |wait| {
+            let (held, permits) = (held.clone(), permits.clone());
+            Box::pin(async move {
+                drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
+                tokio::time::sleep(wait).await;
+                let again = permits.acquire_owned().await.ok();
+                *held.lock().unwrap_or_else(|e| e.into_inner()) = again;
+            })
+        })
     }
 
     /// Tells the operator when the instance's grant was refused, and when
@@ -163,7 +188,13 @@ impl JobRunner {
 
     /// One poll that began at `started`, `lateness` after it was due:
     /// fetch, detect, commit.
-    pub async fn poll_once(&mut self, started: DateTime<Utc>, lateness: Duration) -> PollOutcome {
+    pub async fn poll_once(
+        &mut self,
+        started: DateTime<Utc>,
+        lateness: Duration,
+        pause: Pause,
+        cancel: &CancellationToken,
+    ) -> PollOutcome {
         let timer = Instant::now();
         let job = &self.job;
         let resource = job.resource();
@@ -193,8 +224,14 @@ impl JobRunner {
             url,
             page_size: resource.page_size,
             keyset: Some(resource.updated.clone()),
+            pause,
         };
-        let fetched = match self.source.fetch(request).await {
+        let fetched = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return PollOutcome::Cancelled,
+            f = self.source.fetch(request) => f,
+        };
+        let fetched = match fetched {
             Ok(f) => f,
             Err(failure) => {
                 WindowFetched {
@@ -314,14 +351,17 @@ impl JobRunner {
                     truncated: fetched.truncated,
                 }
             }
-            Err(PublishError::Fatal(error)) => {
+            Err(error) if error.is_fatal() => {
                 PollProducerFailed {
                     job: &job.id,
                     error: &error,
                     elapsed: timer.elapsed(),
                 }
                 .emit();
-                PollOutcome::Fatal
+                PollOutcome::Fatal(match error {
+                    PublishError::Fenced(_) => Handback::Fenced,
+                    _ => Handback::Broken,
+                })
             }
             Err(error) => {
                 PollAborted {
@@ -374,14 +414,8 @@ fn schedule(
                 *failures,
             ))
         }
-        PollOutcome::Fatal => Next::Refence,
-    }
-}
-
-fn next_at(next: Next) -> DateTime<Utc> {
-    match next {
-        Next::At(at) => at,
-        Next::Refence => DateTime::<Utc>::MIN_UTC,
+        PollOutcome::Fatal(why) => Next::HandBack(why),
+        PollOutcome::Cancelled => Next::Stop,
     }
 }
 
@@ -522,16 +556,26 @@ mod tests {
         struct FakeSource {
             answers: Mutex<VecDeque<Answer>>,
             calls: Mutex<Vec<(TokioInstant, FetchRequest)>>,
+            /// Sleeps this long through the request's pause before each
+            /// answer, like a fetch waiting out a throttle.
+            throttled: Mutex<Option<Duration>>,
         }
 
         impl Source for FakeSource {
             fn fetch(&self, request: FetchRequest) -> BoxFuture<'_, Answer> {
+                let pause = request.pause.clone();
                 self.calls
                     .lock()
                     .unwrap()
                     .push((TokioInstant::now(), request));
                 let answer = self.answers.lock().unwrap().pop_front();
-                Box::pin(async move { answer.unwrap_or_else(|| Ok(Fetched::default())) })
+                let throttled = *self.throttled.lock().unwrap();
+                Box::pin(async move {
+                    if let Some(wait) = throttled {
+                        pause.sleep(wait).await;
+                    }
+                    answer.unwrap_or_else(|| Ok(Fetched::default()))
+                })
             }
         }
 
@@ -639,19 +683,22 @@ mod tests {
         }
 
         /// Runs the job loop for `span` of paused time.
-        async fn run_for(runner: JobRunner, span: Duration) -> CancellationToken {
-            let (cancel, refence) = (CancellationToken::new(), CancellationToken::new());
-            let task = tokio::spawn(runner.run(cancel.clone(), refence.clone()));
+        async fn run_for(runner: JobRunner, span: Duration) -> Stop {
+            let stop = Stop::default();
+            let task = tokio::spawn(runner.run(stop.clone()));
             tokio::time::sleep(span).await;
-            cancel.cancel();
+            stop.token().cancel();
             task.await.unwrap();
-            refence
+            stop
         }
 
         #[tokio::test(start_paused = true)]
         async fn a_poll_commits_its_events_and_checkpoint_in_one_batch() {
             let mut h = harness(vec![window(vec![order(1, 5), order(2, 3)])], vec![]);
-            let outcome = h.runner.poll_once(origin(), Duration::ZERO).await;
+            let outcome = h
+                .runner
+                .poll_once(origin(), Duration::ZERO, Pause::default(), &CancellationToken::new())
+                .await;
             assert_eq!(
                 outcome,
                 PollOutcome::Committed {
@@ -766,22 +813,57 @@ mod tests {
         }
 
         #[tokio::test(start_paused = true)]
-        async fn a_fatal_publish_error_stops_the_job_and_asks_for_a_refence() {
-            let h = harness(
-                vec![window(vec![order(1, 5)])],
-                vec![Err(PublishError::Fatal(KafkaError::Canceled))],
-            );
-            let (cancel, refence) = (CancellationToken::new(), CancellationToken::new());
-            // Ends by itself, before anyone cancels it.
-            tokio::time::timeout(
-                Duration::from_secs(3600),
-                h.runner.run(cancel.clone(), refence.clone()),
-            )
-            .await
-            .expect("the job loop ends on a fatal error");
-            assert!(refence.is_cancelled());
-            assert!(!cancel.is_cancelled());
-            assert_eq!(h.source.calls.lock().unwrap().len(), 1);
+        async fn a_fatal_publish_error_stops_the_period_saying_why() {
+            for (error, why) in [
+                (PublishError::Fatal(KafkaError::Canceled), Handback::Broken),
+                (PublishError::Fenced(KafkaError::Canceled), Handback::Fenced),
+            ] {
+                let h = harness(vec![window(vec![order(1, 5)])], vec![Err(error)]);
+                let stop = Stop::default();
+                // Ends by itself, before anyone cancels it.
+                tokio::time::timeout(Duration::from_secs(3600), h.runner.run(stop.clone()))
+                    .await
+                    .expect("the job loop ends on a fatal error");
+                assert_eq!(stop.why(), Some(why));
+                assert!(stop.token().is_cancelled(), "the other jobs stop too");
+                assert_eq!(h.source.calls.lock().unwrap().len(), 1);
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_fetch_in_flight_ends_at_once_when_the_period_stops() {
+            let h = harness(vec![], vec![]);
+            *h.source.throttled.lock().unwrap() = Some(Duration::from_secs(3600));
+            let stop = Stop::default();
+            let task = tokio::spawn(h.runner.run(stop.clone()));
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert_eq!(h.source.calls.lock().unwrap().len(), 1, "fetching");
+            let asked = TokioInstant::now();
+            stop.token().cancel();
+            task.await.unwrap();
+            assert!(asked.elapsed() < Duration::from_secs(1));
+            assert!(h.commit.batches.lock().unwrap().is_empty());
+            assert_eq!(stop.why(), None);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_throttled_fetch_gives_its_poll_permit_back_while_it_waits() {
+            let h = harness(vec![window(vec![order(1, 5)])], vec![]);
+            *h.source.throttled.lock().unwrap() = Some(Duration::from_secs(300));
+            let permits = h.runner.permits.clone();
+            let stop = Stop::default();
+            let task = tokio::spawn(h.runner.run(stop.clone()));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            // The only permit is free while the job sleeps out the throttle.
+            let other = tokio::time::timeout(Duration::from_secs(1), permits.clone().acquire_owned())
+                .await
+                .expect("the permit is free during the wait")
+                .unwrap();
+            drop(other);
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            assert_eq!(h.commit.batches.lock().unwrap().len(), 1, "and it polls on after");
+            stop.token().cancel();
+            task.await.unwrap();
         }
 
         #[tokio::test(start_paused = true)]

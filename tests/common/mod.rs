@@ -173,3 +173,4 @@ pub async fn read_records(topic: &str, isolation: &'static str) -> Vec<Record> {
 }
 pub mod e2e;
 pub mod rounds;
+pub mod group;

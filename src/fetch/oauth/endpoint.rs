@@ -15,7 +15,7 @@ use super::super::request::{self, Answer, Step};
 use super::super::{FetchError, FetchLimits};
 use super::tokens::TokenSet;
 use crate::secret::Secret;
-use crate::source::FetchStats;
+use crate::source::{FetchStats, Pause};
 
 /// A token response larger than this is not a token response.
 const MAX_TOKEN_BODY: u64 = 64 * 1024;
@@ -124,7 +124,7 @@ impl TokenEndpoint {
         // dropped.
         let mut stats = FetchStats::default();
         let label = request.as_str();
-        request::send(&self.limits, label, &mut stats, (), |(), attempts| async move {
+        request::send(&self.limits, label, &mut stats, &Pause::default(), (), |(), attempts| async move {
             ((), self.attempt(grant, form, redact, label, attempts).await)
         })
         .await

@@ -82,8 +82,11 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// The store was read (once per process; afterwards memory is newer).
-    loaded: bool,
+    /// The store's generation when it was last read. While it stays the
+    /// same, memory is at least as new as the store; when it changes (the
+    /// partition was taken over again) the store is read again, unless
+    /// memory holds tokens it has not taken yet, which are newer still.
+    loaded: Option<u64>,
     tokens: Option<TokenSet>,
     /// `tokens` came from the provider and the store has not taken them.
     unsaved: bool,
@@ -172,9 +175,10 @@ impl TokenManager {
 impl Inner {
     async fn ensure(&self, need: Need) -> Result<Secret, FetchError> {
         let mut st = self.state.lock().await;
-        if !st.loaded {
+        let generation = self.store.generation();
+        if !st.unsaved && st.loaded != Some(generation) {
             st.tokens = self.load().await?;
-            st.loaded = true;
+            st.loaded = Some(generation);
             if st.tokens.is_some() {
                 tracing::debug!(message = "OAuth2 tokens loaded from the store.", instance = %self.instance_id);
             }
@@ -203,6 +207,21 @@ impl Inner {
                 };
                 if !must {
                     return Ok(current.access_token);
+                }
+                match self.claim().await {
+                    Ok(()) => {}
+                    // This worker may not own the instance any more: no
+                    // rotation whose result could not be kept. The current
+                    // token serves while it lasts.
+                    Err(e) if matches!(need, Need::Valid) && current.usable(now) => {
+                        tracing::info!(
+                            message = "OAuth2 refresh skipped: the state partition is not ours to write.",
+                            instance = %self.instance_id,
+                            error = %e,
+                        );
+                        return Ok(current.access_token);
+                    }
+                    Err(e) => return Err(e),
                 }
                 match self.refresh(&current).await {
                     Ok(fresh) => fresh,
@@ -242,6 +261,14 @@ impl Inner {
         st.early_refresh_paused_until = None;
         self.persist(&mut st).await?;
         Ok(access)
+    }
+
+    /// Asks the store whether a rotation's result could be saved now.
+    async fn claim(&self) -> Result<(), FetchError> {
+        self.store
+            .claim_refresh(&self.instance_id)
+            .await
+            .map_err(|e| self.store_error(e))
     }
 
     /// Saves `st.tokens`. On failure the set stays in memory, marked
@@ -302,6 +329,12 @@ impl Inner {
     /// after a transport failure (which may not have reached it) it is
     /// kept for the next attempt.
     async fn exchange_code(&self, st: &mut State) -> Result<TokenSet, FetchError> {
+        if st.code.is_none() {
+            return Err(FetchError::NoCredentials {
+                instance: self.instance_id.clone(),
+            });
+        }
+        self.claim().await?;
         let Some(code) = st.code.take() else {
             return Err(FetchError::NoCredentials {
                 instance: self.instance_id.clone(),
