@@ -6,7 +6,7 @@ CARGO ?= cargo
 export KAFKA_PORT ?= 9092
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: help build test lint unit integration kafka-up kafka-down kafka-restart kafka-status demo bench clean
+.PHONY: help build test lint unit integration chaos kafka-up kafka-down kafka-restart kafka-status demo bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,16 @@ integration: ## integration tests against a local Kafka (started and stopped her
 	$(CARGO) test --workspace --test '*' --no-run
 	$(MAKE) kafka-up
 	status=0; $(CARGO) test --workspace --test '*' --no-fail-fast -- --test-threads=2 || status=$$?; \
+	  $(MAKE) kafka-down; exit $$status
+
+# Workers killed, paused, stopped, added and removed at random, the broker
+# restarted once, while the shops change and the provider misbehaves; then
+# one exactly-once check and a summary line. `make test` runs a 60 s smoke.
+CHAOS_SECONDS ?= 300
+chaos: ## chaos run against a local Kafka (CHAOS_SECONDS, default 300)
+	$(CARGO) test --test chaos --no-run
+	$(MAKE) kafka-up
+	status=0; CHAOS_SECONDS=$(CHAOS_SECONDS) $(CARGO) test --test chaos -- --nocapture || status=$$?; \
 	  $(MAKE) kafka-down; exit $$status
 
 test: lint unit integration ## everything CI runs: lint, unit, Kafka up, integration, Kafka down

@@ -66,7 +66,11 @@ impl Pause {
 
 impl fmt::Debug for Pause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Pause(job)" } else { "Pause(sleep)" })
+        f.write_str(if self.0.is_some() {
+            "Pause(job)"
+        } else {
+            "Pause(sleep)"
+        })
     }
 }
 
@@ -279,4 +283,7 @@ pub trait CredentialStore: Send + Sync {
     fn claim_refresh<'a>(&'a self, _instance_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// The rotation a granted claim was for is saved, or failed.
+    fn claim_done(&self, _instance_id: &str) {}
 }

@@ -302,7 +302,8 @@ async fn failover(signal: &str) -> Vec<Duration> {
             .filter(|(i, _)| *i != victim)
             .map(|(_, w)| w)
             .collect();
-        let first = group::await_partitions_commit(&others, &mine, t0, Duration::from_secs(60)).await;
+        let first =
+            group::await_partitions_commit(&others, &mine, t0, Duration::from_secs(60)).await;
         let worst = first
             .values()
             .map(|t| (*t - t0).to_std().unwrap_or_default())
@@ -313,7 +314,10 @@ async fn failover(signal: &str) -> Vec<Duration> {
             trace(&workers, t0, worst);
         }
         if signal == "TERM" {
-            assert_eq!(workers[victim].await_exit(Duration::from_secs(30)).await, Some(0));
+            assert_eq!(
+                workers[victim].await_exit(Duration::from_secs(30)).await,
+                Some(0)
+            );
         }
         workers[victim] = group::worker(&names, &files, Some(ids[victim]), ENV);
     }
@@ -338,7 +342,9 @@ fn trace(workers: &[Poller], t0: chrono::DateTime<Utc>, span: Duration) {
     let end = t0 + chrono::TimeDelta::from_std(span).unwrap_or_default();
     for (i, w) in workers.iter().enumerate() {
         for l in w.log_lines() {
-            let Some(t) = group::timestamp(&l) else { continue };
+            let Some(t) = group::timestamp(&l) else {
+                continue;
+            };
             let message = l["message"].as_str().unwrap_or_default();
             if t >= t0 && t <= end && STEPS.contains(&message) {
                 let part = group::partition_of(&l)
@@ -369,7 +375,10 @@ async fn failover_after_kill_9_is_within_the_session_timeout_and_one_interval() 
     assert!(killed.len() >= 3);
     // Target: session timeout + one interval; a second of slack for the
     // log's own timing.
-    assert!(max <= SESSION + INTERVAL + Duration::from_secs(1), "kill -9 failover {killed:?}");
+    assert!(
+        max <= SESSION + INTERVAL + Duration::from_secs(1),
+        "kill -9 failover {killed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

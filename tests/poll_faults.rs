@@ -590,7 +590,10 @@ async fn a_throttled_tenant_does_not_delay_another_on_the_same_worker() {
     }
     let throttles = e2e::served(&throttled.base_url(), ORDERS, 429).await;
     eprintln!("calm tenant's worst latency {worst:?} while the other got {throttles} 429s");
-    assert!(throttles >= 5, "the other tenant was throttled ({throttles} 429s)");
+    assert!(
+        throttles >= 5,
+        "the other tenant was throttled ({throttles} 429s)"
+    );
     throttled.stop().await.expect("sandbox stop");
     calm.stop().await.expect("sandbox stop");
 }

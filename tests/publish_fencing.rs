@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use event_poller::event::OutRecord;
 use event_poller::kafka::{KafkaClients, Tuning};
-use event_poller::publish::{Batch, PartitionProducer, Topics};
+use event_poller::publish::{Batch, PartitionProducer, PublishError, Topics, TxnTimeouts};
 use event_poller::state::{Checkpoint, JobId, StateKey, restore_partition};
 
 fn record(key: &str, value: &str) -> OutRecord {
@@ -45,7 +45,7 @@ async fn a_new_owner_fences_the_old_one_and_restores_only_committed_state() {
     let config = KafkaClients::new(common::client_config(), Tuning::default());
     let job = JobId::new("shop", "orders");
 
-    let old = PartitionProducer::fence(&config, &group, topics.clone(), 1)
+    let old = PartitionProducer::fence(&config, &group, topics.clone(), 1, TxnTimeouts::default())
         .await
         .expect("first owner");
     old.commit(Batch {
@@ -57,7 +57,7 @@ async fn a_new_owner_fences_the_old_one_and_restores_only_committed_state() {
     .expect("first commit");
 
     // A second worker takes partition 1 over.
-    let new = PartitionProducer::fence(&config, &group, topics.clone(), 1)
+    let new = PartitionProducer::fence(&config, &group, topics.clone(), 1, TxnTimeouts::default())
         .await
         .expect("second owner");
 
@@ -70,8 +70,10 @@ async fn a_new_owner_fences_the_old_one_and_restores_only_committed_state() {
             state: vec![checkpoint(&job, 99)],
         })
         .await;
+    // Classified as fenced (stop and wait for the group), not as broken
+    // (fence back at once), which would steal the partition back.
     assert!(
-        matches!(&zombie, Err(e) if e.is_fatal()),
+        matches!(&zombie, Err(PublishError::Fenced(_))),
         "zombie commit must be fenced, got {zombie:?}"
     );
 

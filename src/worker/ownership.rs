@@ -28,6 +28,9 @@ use super::lane::{Commit, Lane};
 use super::poll::{JobRunner, PollSettings};
 use super::tokens::TokenVault;
 
+/// How long an ending period waits for token rotations in flight.
+const TOKEN_SETTLE: Duration = Duration::from_secs(10);
+
 /// What every partition task of a worker shares.
 pub struct PartitionDeps {
     pub config: WorkerConfig,
@@ -149,7 +152,9 @@ pub async fn run_partition(
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                let wait = Duration::from_millis(500).saturating_mul(1 << failures.min(6));
+                // Capped low: the usual cause is a broker or coordinator
+                // away for seconds, and the partition's jobs wait on it.
+                let wait = Duration::from_millis(500).saturating_mul(1 << failures.min(3));
                 warn!(message = "Could not take over the state partition; retrying.", partition, %error, retry_in = ?wait);
                 wait
             }
@@ -280,5 +285,9 @@ async fn own(
             error!(message = "Job task failed.", partition, error = %e);
         }
     }
+    // A refresh runs on past its job's cancellation (it must not be cut
+    // between the provider's answer and the save); the period lasts until
+    // its save is through.
+    vault.settle(TOKEN_SETTLE).await;
     Ok(stop.why())
 }

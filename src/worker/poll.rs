@@ -124,7 +124,10 @@ impl JobRunner {
                 &mut failures,
             );
             if let Next::At(at) = next {
-                self.report(outcome, (at - self.clock.now()).to_std().unwrap_or_default());
+                self.report(
+                    outcome,
+                    (at - self.clock.now()).to_std().unwrap_or_default(),
+                );
             }
             match next {
                 Next::At(at) => due = at,
@@ -697,7 +700,12 @@ mod tests {
             let mut h = harness(vec![window(vec![order(1, 5), order(2, 3)])], vec![]);
             let outcome = h
                 .runner
-                .poll_once(origin(), Duration::ZERO, Pause::default(), &CancellationToken::new())
+                .poll_once(
+                    origin(),
+                    Duration::ZERO,
+                    Pause::default(),
+                    &CancellationToken::new(),
+                )
                 .await;
             assert_eq!(
                 outcome,
@@ -855,13 +863,18 @@ mod tests {
             let task = tokio::spawn(h.runner.run(stop.clone()));
             tokio::time::sleep(Duration::from_secs(1)).await;
             // The only permit is free while the job sleeps out the throttle.
-            let other = tokio::time::timeout(Duration::from_secs(1), permits.clone().acquire_owned())
-                .await
-                .expect("the permit is free during the wait")
-                .unwrap();
+            let other =
+                tokio::time::timeout(Duration::from_secs(1), permits.clone().acquire_owned())
+                    .await
+                    .expect("the permit is free during the wait")
+                    .unwrap();
             drop(other);
             tokio::time::sleep(Duration::from_secs(300)).await;
-            assert_eq!(h.commit.batches.lock().unwrap().len(), 1, "and it polls on after");
+            assert_eq!(
+                h.commit.batches.lock().unwrap().len(),
+                1,
+                "and it polls on after"
+            );
             stop.token().cancel();
             task.await.unwrap();
         }

@@ -44,6 +44,7 @@ pub enum VaultError {
 pub struct TokenVault {
     key: Option<SealingKey>,
     held: Mutex<Held>,
+    settled: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -53,6 +54,8 @@ struct Held {
     sealed: HashMap<String, Vec<u8>>,
     /// Counts leases, so token managers know to read the store again.
     generation: u64,
+    /// Claims granted whose rotation is not saved (or failed) yet.
+    claims: usize,
 }
 
 struct LeaseInner {
@@ -82,6 +85,7 @@ impl TokenVault {
         Self {
             key,
             held: Mutex::new(Held::default()),
+            settled: tokio::sync::Notify::new(),
         }
     }
 
@@ -108,14 +112,33 @@ impl TokenVault {
         }
     }
 
-    /// The lane of the current period, unless it is over.
-    fn lane(&self, instance: &str) -> Result<Arc<dyn Commit>, VaultError> {
+    /// The lane of the current period. Once the period is stopping, only
+    /// saves still use it (a rotation claimed before must be kept: the
+    /// next owner restores after fencing, so it sees the save); new claims
+    /// are refused.
+    fn lane(&self, instance: &str, claiming: bool) -> Result<Arc<dyn Commit>, VaultError> {
         match &self.held().lease {
-            Some(l) if !l.stop.is_cancelled() => Ok(l.lane.clone()),
+            Some(l) if !(claiming && l.stop.is_cancelled()) => Ok(l.lane.clone()),
             _ => Err(VaultError::NotOwner {
                 instance: instance.to_string(),
             }),
         }
+    }
+
+    /// Waits (at most `limit`) until every claimed rotation is saved or
+    /// failed: the period must not end between a provider's answer and
+    /// its save.
+    pub async fn settle(&self, limit: std::time::Duration) {
+        let wait = async {
+            loop {
+                let notified = self.settled.notified();
+                if self.held().claims == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
     }
 
     fn key(&self) -> Result<&SealingKey, VaultError> {
@@ -158,7 +181,7 @@ impl TokenVault {
     pub async fn save(&self, instance: &str, plaintext: &[u8]) -> Result<(), VaultError> {
         let aad = record_key(instance);
         let sealed = self.key()?.seal(aad.as_bytes(), plaintext);
-        self.commit(instance, Some(sealed.clone())).await?;
+        self.commit(instance, Some(sealed.clone()), false).await?;
         self.held().sealed.insert(instance.to_string(), sealed);
         Ok(())
     }
@@ -173,11 +196,34 @@ impl TokenVault {
     /// Not the owner (the period ended, or the transaction was fenced).
     pub async fn claim_refresh(&self, instance: &str) -> Result<(), VaultError> {
         let current = self.held().sealed.get(instance).cloned();
-        self.commit(instance, current).await
+        self.commit(instance, current, true).await?;
+        let mut held = self.held();
+        if held.lease.as_ref().is_some_and(|l| !l.stop.is_cancelled()) {
+            held.claims += 1;
+            Ok(())
+        } else {
+            Err(VaultError::NotOwner {
+                instance: instance.to_string(),
+            })
+        }
     }
 
-    async fn commit(&self, instance: &str, value: Option<Vec<u8>>) -> Result<(), VaultError> {
-        let lane = self.lane(instance)?;
+    /// See [`CredentialStore::claim_done`].
+    pub fn claim_done(&self) {
+        let mut held = self.held();
+        held.claims = held.claims.saturating_sub(1);
+        if held.claims == 0 {
+            self.settled.notify_waiters();
+        }
+    }
+
+    async fn commit(
+        &self,
+        instance: &str,
+        value: Option<Vec<u8>>,
+        claiming: bool,
+    ) -> Result<(), VaultError> {
+        let lane = self.lane(instance, claiming)?;
         lane.commit(Batch {
             state: vec![(record_key(instance), value)],
             ..Batch::default()
@@ -223,6 +269,10 @@ impl CredentialStore for TokenVault {
                 .map_err(StoreError::new)
         })
     }
+
+    fn claim_done(&self, _instance_id: &str) {
+        TokenVault::claim_done(self);
+    }
 }
 
 fn record_key(instance: &str) -> String {
@@ -230,4 +280,91 @@ fn record_key(instance: &str) -> String {
         instance: instance.to_string(),
     }
     .encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorded(StdMutex<Vec<Batch>>);
+
+    impl Commit for Recorded {
+        fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), PublishError>> {
+            self.0.lock().unwrap().push(batch);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn vault() -> TokenVault {
+        TokenVault::new(Some(
+            SealingKey::from_base64("ZGVtby1rZXktZGVtby1rZXktZGVtby1rZXktMDAwMDA=").unwrap(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn without_a_lease_nothing_is_saved_or_claimed() {
+        let v = vault();
+        assert!(matches!(
+            v.save("i", b"{}").await,
+            Err(VaultError::NotOwner { .. })
+        ));
+        assert!(matches!(
+            v.claim_refresh("i").await,
+            Err(VaultError::NotOwner { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_stopping_period_refuses_claims_but_keeps_saves_until_its_lease_ends() {
+        let v = vault();
+        let lane = Arc::new(Recorded::default());
+        let stop = CancellationToken::new();
+        let lease = v.lease(lane.clone(), stop.clone(), HashMap::new());
+        let generation = CredentialStore::generation(&v);
+        v.claim_refresh("i").await.unwrap();
+        // The claim proves ownership with a transaction of its own.
+        assert_eq!(lane.0.lock().unwrap().len(), 1);
+        stop.cancel();
+        assert!(matches!(
+            v.claim_refresh("i").await,
+            Err(VaultError::NotOwner { .. })
+        ));
+        v.save("i", b"{}").await.unwrap();
+        assert_eq!(v.load("i").unwrap().as_deref(), Some(&b"{}"[..]));
+        drop(lease);
+        assert!(matches!(
+            v.save("i", b"{}").await,
+            Err(VaultError::NotOwner { .. })
+        ));
+        // The next period's restore replaces what this one saw.
+        let _next = v.lease(lane, CancellationToken::new(), HashMap::new());
+        assert!(CredentialStore::generation(&v) > generation);
+        assert_eq!(v.load("i").unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settle_waits_for_claimed_rotations() {
+        let v = Arc::new(vault());
+        let _lease = v.lease(
+            Arc::new(Recorded::default()),
+            CancellationToken::new(),
+            HashMap::new(),
+        );
+        v.claim_refresh("i").await.unwrap();
+        let waiting = tokio::spawn({
+            let v = v.clone();
+            async move { v.settle(Duration::from_secs(10)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "a claimed rotation is in flight");
+        v.claim_done();
+        tokio::time::timeout(Duration::from_millis(10), waiting)
+            .await
+            .expect("settled once the rotation is done")
+            .unwrap();
+    }
 }

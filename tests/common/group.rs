@@ -47,11 +47,17 @@ pub fn instances(base: &str, n: usize, interval_secs: u64) -> Instances {
     Instances::new(&refs)
 }
 
-/// Starts a worker of the group with static id `id` (or none).
+/// Starts a worker of the group with static id `id` (or none). A
+/// `KAFKA_GROUP_PROTOCOL` in the test's environment is passed on, so the
+/// same tests measure either protocol.
 pub fn worker(names: &Names, files: &Instances, id: Option<&str>, env: &[(&str, &str)]) -> Poller {
     let mut all: Vec<(&str, &str)> = env.to_vec();
     if let Some(id) = id {
         all.push(("WORKER_ID", id));
+    }
+    let protocol = std::env::var("KAFKA_GROUP_PROTOCOL").unwrap_or_default();
+    if !protocol.is_empty() {
+        all.push(("KAFKA_GROUP_PROTOCOL", &protocol));
     }
     spawn_poller(names, files, &all)
 }
@@ -151,7 +157,12 @@ pub async fn await_partitions_commit(
 /// The longest stretch in `[from, to]` during which partition `partition`
 /// saw no commit in `cs` (from `from` to its first commit, between commits,
 /// from its last commit to `to`).
-pub fn longest_gap(cs: &[Commit], partition: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+pub fn longest_gap(
+    cs: &[Commit],
+    partition: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Duration {
     let mut times: Vec<DateTime<Utc>> = cs
         .iter()
         .filter(|c| c.partition == partition && c.at >= from && c.at <= to)
@@ -211,7 +222,10 @@ pub fn start_generator(base: String, stop: Arc<AtomicBool>) -> tokio::task::Join
 /// `(instanceId, objectId, modification_date)` of an event.
 pub fn change_of(e: &Seen) -> (String, String, String) {
     (
-        e.value["instanceId"].as_str().unwrap_or_default().to_string(),
+        e.value["instanceId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         e.object_id().to_string(),
         e.modification_date().to_string(),
     )
@@ -229,7 +243,11 @@ pub struct Tally {
 /// order, and the final state of every order. `truth` is the sandbox's
 /// change log; `instances` the instance ids. Returns the tally; the caller
 /// asserts on it (a chaos run reports before it fails).
-pub fn check_exactly_once(seen: &[Seen], truth: &e2e::ChangeLog, instances: &[String]) -> (Tally, Vec<String>) {
+pub fn check_exactly_once(
+    seen: &[Seen],
+    truth: &e2e::ChangeLog,
+    instances: &[String],
+) -> (Tally, Vec<String>) {
     let mut problems = Vec::new();
     let mut count: HashMap<(String, String, String), usize> = HashMap::new();
     for e in seen {
@@ -240,12 +258,21 @@ pub fn check_exactly_once(seen: &[Seen], truth: &e2e::ChangeLog, instances: &[St
     }
     let duplicated = count.values().filter(|n| **n > 1).count();
     if duplicated > 0 {
-        let mut twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k).collect();
+        let mut twice: Vec<_> = count
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(k, _)| k)
+            .collect();
         twice.sort();
         twice.truncate(5);
-        problems.push(format!("{duplicated} changes published twice, e.g. {twice:?}"));
+        problems.push(format!(
+            "{duplicated} changes published twice, e.g. {twice:?}"
+        ));
     }
-    let served: HashSet<(&str, &str)> = truth.iter().map(|(id, _, d)| (id.as_str(), d.as_str())).collect();
+    let served: HashSet<(&str, &str)> = truth
+        .iter()
+        .map(|(id, _, d)| (id.as_str(), d.as_str()))
+        .collect();
     for (_, id, d) in count.keys() {
         if !served.contains(&(id.as_str(), d.as_str())) {
             problems.push(format!("published a state never served: {id} @ {d}"));
@@ -263,7 +290,9 @@ pub fn check_exactly_once(seen: &[Seen], truth: &e2e::ChangeLog, instances: &[St
             if !count.contains_key(&(instance.clone(), id.to_string(), d.to_string())) {
                 lost += 1;
                 if lost <= 5 {
-                    problems.push(format!("final state of {id} ({d}) not published for {instance}"));
+                    problems.push(format!(
+                        "final state of {id} ({d}) not published for {instance}"
+                    ));
                 }
             }
         }
@@ -274,7 +303,10 @@ pub fn check_exactly_once(seen: &[Seen], truth: &e2e::ChangeLog, instances: &[St
         by_key.entry((i, id)).or_default().push(d);
     }
     for (key, dates) in &by_key {
-        let parsed: Vec<_> = dates.iter().filter_map(|d| e2e::parse_keap_date(d)).collect();
+        let parsed: Vec<_> = dates
+            .iter()
+            .filter_map(|d| e2e::parse_keap_date(d))
+            .collect();
         if !parsed.windows(2).all(|w| w[0] < w[1]) {
             problems.push(format!("out of order for {key:?}: {dates:?}"));
         }

@@ -172,5 +172,5 @@ pub async fn read_records(topic: &str, isolation: &'static str) -> Vec<Record> {
     .expect("reader")
 }
 pub mod e2e;
-pub mod rounds;
 pub mod group;
+pub mod rounds;

@@ -172,17 +172,53 @@ impl TokenManager {
     }
 }
 
+/// A granted [`CredentialStore::claim_refresh`], until its rotation is
+/// saved or failed.
+struct Claim<'a> {
+    store: &'a dyn CredentialStore,
+    instance: &'a str,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.store.claim_done(self.instance);
+    }
+}
+
+/// Whether `stored` was issued after `ours`.
+fn newer(stored: &Option<TokenSet>, ours: &Option<TokenSet>) -> bool {
+    match (stored, ours) {
+        (Some(s), Some(o)) => s.issued_at.zip(o.issued_at).is_some_and(|(s, o)| s > o),
+        _ => false,
+    }
+}
+
 impl Inner {
     async fn ensure(&self, need: Need) -> Result<Secret, FetchError> {
         let mut st = self.state.lock().await;
         let generation = self.store.generation();
-        if !st.unsaved && st.loaded != Some(generation) {
-            st.tokens = self.load().await?;
+        if st.loaded != Some(generation) {
+            let stored = self.load().await?;
             st.loaded = Some(generation);
-            if st.tokens.is_some() {
-                tracing::debug!(message = "OAuth2 tokens loaded from the store.", instance = %self.instance_id);
+            if st.unsaved && newer(&stored, &st.tokens) {
+                // Another owner rotated the tokens after ours (whose save
+                // was refused): theirs are the provider's current ones.
+                tracing::warn!(
+                    message = "Unsaved OAuth2 tokens superseded by newer stored ones; dropping ours.",
+                    instance = %self.instance_id,
+                );
+                st.unsaved = false;
+            }
+            if !st.unsaved {
+                st.tokens = stored;
+                if st.tokens.is_some() {
+                    tracing::debug!(message = "OAuth2 tokens loaded from the store.", instance = %self.instance_id);
+                }
             }
         }
+        // Held until the rotation below is saved (or failed): the store
+        // waits for it before it lets go of the partition.
+        let claim: Claim<'_>;
         if st.unsaved {
             self.persist(&mut st).await?;
         }
@@ -194,6 +230,7 @@ impl Inner {
                         instance: self.instance_id.clone(),
                     });
                 }
+                claim = self.claim().await?;
                 self.exchange_code(&mut st).await?
             }
             Some(current) => {
@@ -209,7 +246,7 @@ impl Inner {
                     return Ok(current.access_token);
                 }
                 match self.claim().await {
-                    Ok(()) => {}
+                    Ok(c) => claim = c,
                     // This worker may not own the instance any more: no
                     // rotation whose result could not be kept. The current
                     // token serves while it lasts.
@@ -260,15 +297,20 @@ impl Inner {
         st.unsaved = true;
         st.early_refresh_paused_until = None;
         self.persist(&mut st).await?;
+        drop(claim);
         Ok(access)
     }
 
     /// Asks the store whether a rotation's result could be saved now.
-    async fn claim(&self) -> Result<(), FetchError> {
+    async fn claim(&self) -> Result<Claim<'_>, FetchError> {
         self.store
             .claim_refresh(&self.instance_id)
             .await
-            .map_err(|e| self.store_error(e))
+            .map_err(|e| self.store_error(e))?;
+        Ok(Claim {
+            store: self.store.as_ref(),
+            instance: &self.instance_id,
+        })
     }
 
     /// Saves `st.tokens`. On failure the set stays in memory, marked
@@ -334,7 +376,6 @@ impl Inner {
                 instance: self.instance_id.clone(),
             });
         }
-        self.claim().await?;
         let Some(code) = st.code.take() else {
             return Err(FetchError::NoCredentials {
                 instance: self.instance_id.clone(),
