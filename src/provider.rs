@@ -8,7 +8,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::element::{self, AuthKind, KNOWN_ELEMENTS};
-use crate::fetch::{Auth, FetchLimits, Fetcher, OAuth2Client, TokenManager};
+use crate::fetch::{
+    Auth, ClientQuota, ClientQuotas, FetchLimits, Fetcher, OAuth2Client, TokenManager,
+};
 use crate::instance::{Connection, Instance};
 use crate::source::{
     CredentialStore, FetchFailure, FetchRequest, Fetched, Source, SourceError, SourceFactory,
@@ -18,6 +20,8 @@ use crate::source::{
 pub struct HttpSources {
     client: reqwest::Client,
     limits: FetchLimits,
+    /// Shared by the instances of each OAuth client.
+    quotas: Arc<ClientQuotas>,
 }
 
 impl HttpSources {
@@ -27,7 +31,11 @@ impl HttpSources {
     pub fn new(limits: FetchLimits) -> Result<Self, SourceError> {
         limits.validate()?;
         let client = crate::fetch::http_client(&limits)?;
-        Ok(Self { client, limits })
+        Ok(Self {
+            client,
+            limits,
+            quotas: Arc::default(),
+        })
     }
 }
 
@@ -46,6 +54,7 @@ impl SourceFactory for HttpSources {
                 ))
             },
         )?;
+        let mut quota = None;
         let auth = match (&instance.connection, &def.auth) {
             (Connection::Hub(hub), _) => Auth::hub(hub)?,
             (Connection::Direct, AuthKind::OAuth2 { .. }) => {
@@ -73,6 +82,10 @@ impl SourceFactory for HttpSources {
                     redirect_uri: oauth.callback_url.clone().unwrap_or_default(),
                     authorization_code: oauth.code.clone(),
                 };
+                quota = Some(ClientQuota::new(
+                    self.quotas.clone(),
+                    format!("{} {}", client.token_url, client.client_id.expose()),
+                ));
                 Auth::OAuth2(TokenManager::new(
                     instance.id.clone(),
                     client,
@@ -83,13 +96,16 @@ impl SourceFactory for HttpSources {
             }
             (Connection::Direct, _) => Auth::None,
         };
-        let fetcher = Fetcher::new(
+        let mut fetcher = Fetcher::new(
             self.client.clone(),
             def,
             instance.base_url.as_deref(),
             auth,
             self.limits.clone(),
         )?;
+        if let Some(q) = quota {
+            fetcher = fetcher.with_client_quota(q);
+        }
         Ok(Arc::new(HttpSource(fetcher)))
     }
 }

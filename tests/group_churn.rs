@@ -17,6 +17,11 @@ use common::e2e::{self, Names, Poller};
 use common::group::{self, COMMITTED};
 use keap_sandbox::{self as sandbox, SandboxConfig};
 
+/// The tests of this file run one at a time: each starts several workers,
+/// and the failover figures are timings that a second test's workers on
+/// the same two cores would distort.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Every instance polls each second.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// `KAFKA_SESSION_TIMEOUT_MS` of every worker here.
@@ -69,6 +74,7 @@ fn partitions_with_jobs(n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fourth_worker_takes_a_share_while_the_others_keep_committing() {
+    let _serial = SERIAL.lock().await;
     let sb = shop().await;
     let base = sb.base_url();
     let names = Names::new();
@@ -131,6 +137,7 @@ async fn a_fourth_worker_takes_a_share_while_the_others_keep_committing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_with_one_worker_id_leave_exactly_one_polling() {
+    let _serial = SERIAL.lock().await;
     let sb = shop().await;
     let base = sb.base_url();
     let names = Names::new();
@@ -186,6 +193,7 @@ async fn two_processes_with_one_worker_id_leave_exactly_one_polling() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_paused_past_the_session_timeout_is_fenced_and_rejoins() {
+    let _serial = SERIAL.lock().await;
     let sb = shop().await;
     let base = sb.base_url();
     let names = Names::new();
@@ -366,6 +374,7 @@ fn trace(workers: &[Poller], t0: chrono::DateTime<Utc>, span: Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_after_kill_9_is_within_the_session_timeout_and_one_interval() {
+    let _serial = SERIAL.lock().await;
     let killed = failover("KILL").await;
     let (median, max) = group::median_max(&killed);
     eprintln!(
@@ -383,6 +392,7 @@ async fn failover_after_kill_9_is_within_the_session_timeout_and_one_interval() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_after_sigterm_is_within_two_seconds_and_one_interval() {
+    let _serial = SERIAL.lock().await;
     let stopped = failover("TERM").await;
     let (median, max) = group::median_max(&stopped);
     eprintln!(

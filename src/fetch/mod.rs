@@ -27,6 +27,7 @@ mod links;
 pub mod oauth;
 mod page;
 mod paging;
+mod quota;
 mod request;
 
 use std::sync::Mutex;
@@ -41,6 +42,7 @@ pub use error::FetchError;
 pub use hints::{parse_http_date, parse_retry_after};
 pub use links::same_origin;
 pub use oauth::{MemoryTokenStore, OAuth2Client, TokenManager, TokenSet};
+pub use quota::{ClientQuota, ClientQuotas};
 
 use crate::backoff::Backoff;
 use crate::element::{AuthKind, ElementDef};
@@ -222,6 +224,9 @@ pub struct Fetcher {
     limits: FetchLimits,
     /// Lifetime counters, failed windows included.
     totals: Mutex<FetchStats>,
+    /// The quota this instance shares with the other instances of its
+    /// OAuth client.
+    quota: Option<ClientQuota>,
 }
 
 /// A response with a 2xx status and its complete body.
@@ -290,7 +295,15 @@ impl Fetcher {
             auth,
             limits,
             totals: Mutex::new(FetchStats::default()),
+            quota: None,
         })
+    }
+
+    /// Shares the provider's quota with the other instances of one OAuth
+    /// client: see [`ClientQuota`].
+    pub fn with_client_quota(mut self, quota: ClientQuota) -> Self {
+        self.quota = Some(quota);
+        self
     }
 
     pub fn element(&self) -> &ElementDef {
@@ -563,6 +576,16 @@ impl Fetcher {
         attempts: u32,
     ) -> (Credential, Answer<Response>) {
         let limits = &self.limits;
+        // Another instance of this client was told the quota is used up:
+        // wait for the reset without spending a request to be told again.
+        if let Some(wait) = self.quota.as_ref().and_then(|q| q.wait(Utc::now())) {
+            return (
+                credential,
+                Answer::unsent(Step::Throttled {
+                    hint: Some((wait, HintSource::QuotaReset)),
+                }),
+            );
+        }
         let (auth, sent_token) = match self.authorization(credential.bearer.take()).await {
             Ok(auth) => auth,
             Err(e) => return (credential, Answer::new(None, Step::Fail(e))),
@@ -619,9 +642,15 @@ impl Fetcher {
                 }),
             }
         } else if status == 429 {
-            Step::Throttled {
-                hint: wait_hint(response.headers(), &self.element.throttle_hints, Utc::now()),
+            let hint = wait_hint(response.headers(), &self.element.throttle_hints, Utc::now());
+            // The element's quota headers describe the client's quota;
+            // `Retry-After` may be about this request alone.
+            if let (Some(quota), Some((wait, HintSource::QuotaReset | HintSource::Window))) =
+                (&self.quota, hint)
+            {
+                quota.exhausted(Utc::now(), wait);
             }
+            Step::Throttled { hint }
         } else {
             let hint = wait_hint(response.headers(), &[], Utc::now())
                 .filter(|(_, s)| *s == HintSource::RetryAfter)

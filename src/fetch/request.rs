@@ -47,11 +47,26 @@ pub(crate) enum Step<T> {
 pub(crate) struct Answer<T> {
     pub status: Option<u16>,
     pub step: Step<T>,
+    /// A request went out (so it counts in the stats).
+    pub sent: bool,
 }
 
 impl<T> Answer<T> {
     pub fn new(status: Option<u16>, step: Step<T>) -> Self {
-        Self { status, step }
+        Self {
+            status,
+            step,
+            sent: true,
+        }
+    }
+
+    /// An answer given without sending the request (a known wait).
+    pub fn unsent(step: Step<T>) -> Self {
+        Self {
+            status: None,
+            step,
+            sent: false,
+        }
     }
 }
 
@@ -107,7 +122,9 @@ where
     loop {
         let (next, answer) = attempt(state, failures + 1).await;
         state = next;
-        stats.requests += 1;
+        if answer.sent {
+            stats.requests += 1;
+        }
         if let Some(status) = answer.status {
             *stats.status_counts.entry(status).or_default() += 1;
         }
