@@ -113,6 +113,39 @@ impl Fleet<'_> {
         }
     }
 
+    /// Like a supervisor: a worker that ended by itself is started again.
+    /// The only way a worker may end by itself is the group dropping it
+    /// for good (e.g. a static member fenced after the broker restart):
+    /// anything else is a crash, and a problem.
+    fn supervise(&mut self, counts: &mut Counts, problems: &mut Vec<String>) {
+        for slot in 0..self.slots.len() {
+            let ended = match self.slots[slot].as_mut() {
+                Some(p) => !p.is_running(),
+                None => false,
+            };
+            if ended {
+                self.note_exit(slot, counts, problems);
+                self.start(slot);
+            }
+        }
+    }
+
+    fn note_exit(&self, slot: usize, counts: &mut Counts, problems: &mut Vec<String>) {
+        let Some(p) = self.slots[slot].as_ref() else {
+            return;
+        };
+        if p.logged("Group membership lost for good.").is_empty() {
+            let log = p.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            problems.push(format!(
+                "worker {slot} ended by itself: {}",
+                tail.join(" | ")
+            ));
+        } else {
+            counts.self_exits += 1;
+        }
+    }
+
     fn all(&self) -> Vec<&Poller> {
         self.slots
             .iter()
@@ -130,6 +163,8 @@ struct Counts {
     joins: usize,
     leaves: usize,
     broker_restarts: usize,
+    /// Workers the group dropped for good, restarted as a supervisor would.
+    self_exits: usize,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,8 +231,10 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
     let churn = Duration::from_secs(seconds);
     let restart_broker_at = churn * 2 / 5;
     let mut counts = Counts::default();
+    let mut problems: Vec<String> = Vec::new();
     let mut log = Vec::new();
     while began.elapsed() < churn {
+        fleet.supervise(&mut counts, &mut problems);
         let (action, slot, pause_ms, retry_after) = {
             let mut rng = rand::rng();
             (
@@ -242,9 +279,10 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
                     }
                 }
                 3 => {
-                    if let Some(p) = fleet.slots[slot].as_mut() {
-                        let code = p.terminate();
-                        assert_eq!(code, Some(0), "SIGTERM exit of worker {slot}");
+                    let code = fleet.slots[slot].as_mut().and_then(Poller::terminate);
+                    if code != Some(0) {
+                        // Ended before the signal, or failed to stop.
+                        fleet.note_exit(slot, &mut counts, &mut problems);
                     }
                     fleet.start(slot);
                     counts.terms += 1;
@@ -365,7 +403,7 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
     eprintln!("chaos actions: {}", log.join(", "));
     println!(
         "chaos: {seconds} s, {changes} changes, {events} events, {} dead letters, {} kills, {} pauses, {} SIGTERMs, \
-         {} joins, {} leaves, {} broker restarts, longest unowned partition {:.1} s, {} token refreshes \
+         {} joins, {} leaves, {} broker restarts, {} dropped by the group and restarted, longest unowned partition {:.1} s, {} token refreshes \
          (answer -> saved p99 {} ms), quiescence {:.1} s, lost = {lost}, duplicated = {duplicated}",
         dead.len(),
         counts.kills,
@@ -374,6 +412,7 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
         counts.joins,
         counts.leaves,
         counts.broker_restarts,
+        counts.self_exits,
         unowned.as_secs_f64(),
         saves.len(),
         p99.as_millis(),
