@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -17,24 +16,6 @@ use common::group::{self, COMMITTED};
 use keap_sandbox as sandbox;
 use reqwest::Method;
 use serde_json::json;
-
-/// `deploy/kafka/kafka.sh <command>` for the test broker.
-fn kafka_script(command: &str) {
-    let port = common::bootstrap()
-        .rsplit(':')
-        .next()
-        .unwrap_or("9092")
-        .to_string();
-    let status = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/kafka/kafka.sh"
-    ))
-    .arg(command)
-    .env("KAFKA_PORT", port)
-    .status()
-    .expect("kafka.sh");
-    assert!(status.success(), "kafka.sh {command}");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn commits_resume_after_a_broker_restart_during_a_held_open_commit() {
@@ -72,14 +53,14 @@ async fn commits_resume_after_a_broker_restart_during_a_held_open_commit() {
                 > held
         })
         .await;
-    kafka_script("stop");
+    common::kafka_script("stop");
     // Away longer than the commit timeout.
     let away = Instant::now();
     while away.elapsed() < Duration::from_secs(5) {
         control(&base, Method::POST, "/_sandbox/orders", json!({"count": 1})).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    kafka_script("start");
+    common::kafka_script("start");
     let back = Utc::now();
     let back_at = Instant::now();
     poller

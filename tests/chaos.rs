@@ -43,23 +43,6 @@ const ROTATING: usize = 6;
 const LASTING: usize = 3;
 const TOKEN_ENDPOINT: &str = "POST /token";
 
-fn kafka_script(command: &str) {
-    let port = common::bootstrap()
-        .rsplit(':')
-        .next()
-        .unwrap_or("9092")
-        .to_string();
-    let status = std::process::Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/kafka/kafka.sh"
-    ))
-    .arg(command)
-    .env("KAFKA_PORT", port)
-    .status()
-    .expect("kafka.sh");
-    assert!(status.success(), "kafka.sh {command}");
-}
-
 /// Instance files for both shops: `rotating-i` and `lasting-i`.
 fn instance_files(rotating: &str, lasting: &str) -> Instances {
     let mut files = Vec::new();
@@ -254,7 +237,7 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
             .await;
         }
         if counts.broker_restarts == 0 && began.elapsed() >= restart_broker_at {
-            kafka_script("restart");
+            common::kafka_script("restart");
             counts.broker_restarts += 1;
             log.push(format!("{}s broker restart", began.elapsed().as_secs()));
         } else {

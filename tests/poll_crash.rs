@@ -12,57 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::e2e::{self, Instances, Names, Poller, control, spawn_poller};
+use common::e2e::{self, Instances, Names, Poller, spawn_poller};
 use keap_sandbox::{self as sandbox, SandboxConfig};
 use rand::RngExt;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 const KILLS: usize = 12;
 /// Access tokens live 4 s: the poller refreshes (and the sandbox rotates
 /// the refresh token) about every 2 s, across every restart.
 const TOKEN_TTL_SECONDS: u64 = 4;
-
-/// Changes orders at random moments until stopped: creates some, updates
-/// the ones it created.
-fn start_generator(base: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
-    tokio::spawn(async move {
-        let mut ids: Vec<String> = Vec::new();
-        let mut ops = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let (create, pause, pick) = {
-                let mut rng = rand::rng();
-                (
-                    ids.len() < 3 || rng.random_bool(0.3),
-                    rng.random_range(100..400),
-                    rng.random_range(0..ids.len().max(1)),
-                )
-            };
-            if create {
-                let v = control(&base, Method::POST, "/_sandbox/orders", json!({"count": 1})).await;
-                ids.extend(
-                    v["ids"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|x| x.to_string()),
-                );
-            } else {
-                control(
-                    &base,
-                    Method::POST,
-                    &format!("/_sandbox/orders/{}/touch", ids[pick]),
-                    json!({}),
-                )
-                .await;
-            }
-            ops += 1;
-            // Pacing of the simulated shop, not synchronisation.
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-        }
-        ops
-    })
-}
 
 fn count_messages(poller: &Poller, message: &str) -> usize {
     poller
@@ -123,7 +81,7 @@ async fn killed_at_random_points_nothing_is_lost_or_published_twice() {
     e2e::await_any_checkpoint(&names, &p).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let generator = start_generator(base.clone(), stop.clone());
+    let generator = common::group::start_generator(base.clone(), stop.clone());
     let mut logs: Vec<Poller> = Vec::new();
     let mut inside_txn_kills = 0;
     for i in 0..KILLS {

@@ -171,6 +171,21 @@ pub async fn read_records(topic: &str, isolation: &'static str) -> Vec<Record> {
     .await
     .expect("reader")
 }
+/// `deploy/kafka/kafka.sh <command>` (`stop`, `start`, `restart`: the
+/// data survives) for the broker the tests use.
+pub fn kafka_script(command: &str) {
+    let port = bootstrap().rsplit(':').next().unwrap_or("9092").to_string();
+    let status = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kafka/kafka.sh"
+    ))
+    .arg(command)
+    .env("KAFKA_PORT", port)
+    .status()
+    .expect("kafka.sh");
+    assert!(status.success(), "kafka.sh {command}");
+}
+
 pub mod e2e;
 pub mod group;
 pub mod rounds;
