@@ -215,6 +215,7 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
     let restart_broker_at = churn * 2 / 5;
     let mut counts = Counts::default();
     let mut problems: Vec<String> = Vec::new();
+    let mut handovers: Vec<Handover> = Vec::new();
     let mut log = Vec::new();
     while began.elapsed() < churn {
         fleet.supervise(&mut counts, &mut problems);
@@ -244,6 +245,7 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
             match action {
                 0 | 1 => {
                     if let Some(p) = fleet.slots[slot].as_mut() {
+                        handovers.push(Handover::before(p, true));
                         p.kill();
                     }
                     fleet.start(slot);
@@ -262,6 +264,9 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
                     }
                 }
                 3 => {
+                    if let Some(p) = fleet.slots[slot].as_ref() {
+                        handovers.push(Handover::before(p, false));
+                    }
                     let code = fleet.slots[slot].as_mut().and_then(Poller::terminate);
                     if code != Some(0) {
                         // Ended before the signal, or failed to stop.
@@ -377,6 +382,29 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
             let _ = std::fs::copy(&w.log, dir.join(format!("worker-{i}.log")));
         }
     }
+    let commits: Vec<(&std::path::Path, Vec<group::Commit>)> = workers
+        .iter()
+        .map(|w| (w.log.as_path(), group::commits(w)))
+        .collect();
+    let failover = |killed: bool| -> Vec<Duration> {
+        handovers
+            .iter()
+            .filter(|h| h.killed == killed)
+            .filter_map(|h| h.took(&commits))
+            .collect()
+    };
+    let (kills, terms) = (failover(true), failover(false));
+    let figure = |xs: &[Duration]| {
+        if xs.is_empty() {
+            return "none".to_string();
+        }
+        let (median, max) = group::median_max(xs);
+        format!(
+            "median {:.1} s, max {:.1} s",
+            median.as_secs_f64(),
+            max.as_secs_f64()
+        )
+    };
     let saves = answer_to_saved(&workers);
     let p99 = percentile(&saves, 0.99);
     let changes = rt.len() + lt.len();
@@ -386,7 +414,8 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
     eprintln!("chaos actions: {}", log.join(", "));
     println!(
         "chaos: {seconds} s, {changes} changes, {events} events, {} dead letters, {} kills, {} pauses, {} SIGTERMs, \
-         {} joins, {} leaves, {} broker restarts, {} dropped by the group and restarted, longest unowned partition {:.1} s, {} token refreshes \
+         {} joins, {} leaves, {} broker restarts, {} dropped by the group and restarted, \
+         failover after kill -9 {}, after SIGTERM {}, longest unowned partition {:.1} s, {} token refreshes \
          (answer -> saved p99 {} ms), quiescence {:.1} s, lost = {lost}, duplicated = {duplicated}",
         dead.len(),
         counts.kills,
@@ -396,6 +425,8 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
         counts.leaves,
         counts.broker_restarts,
         counts.self_exits,
+        figure(&kills),
+        figure(&terms),
         unowned.as_secs_f64(),
         saves.len(),
         p99.as_millis(),
@@ -409,6 +440,47 @@ async fn chaos_loses_nothing_and_publishes_nothing_twice() {
     assert!(problems.is_empty(), "{problems:#?}");
     rotating.stop().await.expect("sandbox stop");
     lasting.stop().await.expect("sandbox stop");
+}
+
+/// A worker stopped by the driver: when, and the partitions it had
+/// committed in the seconds before.
+struct Handover {
+    at: DateTime<Utc>,
+    victim: std::path::PathBuf,
+    partitions: std::collections::HashSet<i64>,
+    killed: bool,
+}
+
+impl Handover {
+    fn before(p: &Poller, killed: bool) -> Self {
+        let at = Utc::now();
+        Self {
+            at,
+            victim: p.log.clone(),
+            partitions: group::partitions_committed(p, at - chrono::TimeDelta::seconds(3)),
+            killed,
+        }
+    }
+
+    /// Until every one of its partitions committed on another worker
+    /// (`commits` by worker log).
+    fn took(&self, commits: &[(&std::path::Path, Vec<group::Commit>)]) -> Option<Duration> {
+        if self.partitions.is_empty() {
+            return None;
+        }
+        let mut worst = Duration::ZERO;
+        for p in &self.partitions {
+            let first = commits
+                .iter()
+                .filter(|(log, _)| *log != self.victim.as_path())
+                .flat_map(|(_, cs)| cs.iter())
+                .filter(|c| c.partition == *p && c.at >= self.at)
+                .map(|c| c.at)
+                .min()?;
+            worst = worst.max((first - self.at).to_std().unwrap_or_default());
+        }
+        Some(worst)
+    }
 }
 
 /// The longest time any partition went without a commit on any worker,

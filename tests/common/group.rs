@@ -105,6 +105,32 @@ pub fn partitions_committed(p: &Poller, since: DateTime<Utc>) -> HashSet<i64> {
         .collect()
 }
 
+/// The partitions `p` owns once the group has settled: the same non-empty
+/// set committed in two consecutive 3 s spans (a rebalance moves some
+/// partitions while workers join). Panics after `timeout`.
+pub async fn settled_partitions(p: &Poller, timeout: Duration) -> HashSet<i64> {
+    const SPAN: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last: HashSet<i64> = HashSet::new();
+    loop {
+        let now = Utc::now();
+        let recent: HashSet<i64> = commits(p)
+            .into_iter()
+            .filter(|c| c.at >= now - SPAN)
+            .map(|c| c.partition)
+            .collect();
+        if !recent.is_empty() && recent == last {
+            return recent;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker's partitions did not settle within {timeout:?} (last {last:?}, now {recent:?})"
+        );
+        last = recent;
+        tokio::time::sleep(SPAN.to_std().unwrap_or_default()).await;
+    }
+}
+
 /// Partitions that have jobs: those some worker committed in.
 pub fn all_committed(workers: &[&Poller]) -> HashSet<i64> {
     workers
