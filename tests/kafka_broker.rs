@@ -8,12 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::Message;
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,36 +33,11 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &
         .expect("enqueue");
 }
 
-/// Every record of partition 0 visible at `isolation`, read from the start
-/// until the consumer reports the partition's end (for `read_committed`, the
-/// last stable offset) — an awaited condition, not a timed guess.
+/// Every record of partition 0 visible at `isolation`.
 fn read_all(topic: &str, isolation: &str) -> Vec<(String, String)> {
-    let consumer: BaseConsumer = common::client_config()
-        .set("group.id", common::unique("reader"))
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + TIMEOUT;
-    let mut out = Vec::new();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(500)) {
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => return out,
-            Some(Err(e)) => panic!("consume {topic}: {e}"),
-            Some(Ok(m)) => {
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-                out.push((key, value));
-            }
-        }
-    }
-    panic!("no end of partition for {topic} within {TIMEOUT:?}; read {out:?}");
+    let mut config = common::client_config();
+    config.set("isolation.level", isolation);
+    common::read_partition_0(config, topic)
 }
 
 #[tokio::test(flavor = "multi_thread")]

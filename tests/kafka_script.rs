@@ -4,17 +4,17 @@
 //! controller port. Each test uses its own port (and so its own controller
 //! port, port+1) so none touches the broker the other tests use, or another's.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -124,33 +124,9 @@ fn create_and_produce(bootstrap: &str, topic: &str, key: &str, value: &str) {
     });
 }
 
-/// Every `(key, value)` of partition 0, read from the start until the
-/// consumer reports the partition's end — an awaited condition.
+/// Every `(key, value)` of partition 0 of the script's broker.
 fn read_all(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
-    let consumer: BaseConsumer = client(bootstrap)
-        .set("group.id", "kafka-script-reader")
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + TIMEOUT;
-    let mut out = Vec::new();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(500)) {
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => return out,
-            Some(Err(e)) => panic!("consume {topic}: {e}"),
-            Some(Ok(m)) => out.push((
-                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            )),
-        }
-    }
-    panic!("no end of partition for {topic} within {TIMEOUT:?}; read {out:?}");
+    common::read_partition_0(client(bootstrap), topic)
 }
 
 fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {

@@ -180,7 +180,10 @@ launch() {
   say "ready after $(($(date +%s) - started)) s"
 }
 
-up() {
+# The common start of `up` and `start`: succeeds (nothing to do) when our
+# broker runs and answers; otherwise stops a broker that does not answer,
+# checks both ports, Java and the jars, and fails so the caller launches.
+running_or_prepare() {
   if pid=$(our_pid); then
     if answers; then say "already running (pid $pid) on 127.0.0.1:$port; log: $log"; return 0; fi
     say "pid $pid does not answer; restarting it"
@@ -189,19 +192,17 @@ up() {
   ports_free
   command -v java >/dev/null || { say "java not found (install a JRE 17+)"; exit 1; }
   fetch_jars
+  return 1
+}
+
+up() {
+  running_or_prepare && return 0
   fresh_storage
   launch
 }
 
 start() {
-  if pid=$(our_pid); then
-    if answers; then say "already running (pid $pid) on 127.0.0.1:$port; log: $log"; return 0; fi
-    say "pid $pid does not answer; restarting it"
-    stop
-  fi
-  ports_free
-  command -v java >/dev/null || { say "java not found (install a JRE 17+)"; exit 1; }
-  fetch_jars
+  running_or_prepare && return 0
   if [ -f "$run/data/meta.properties" ]; then
     # Formatted storage is reused as it is: formatting again would give the
     # broker a new cluster id and lose every topic, offset and transaction.

@@ -64,6 +64,42 @@ pub async fn read_values(topic: &str, isolation: &'static str) -> Vec<(String, S
         .collect()
 }
 
+/// Every `(key, value)` of partition 0 of `topic`, read with `config` (its
+/// broker, its isolation level) from the start until the consumer reports
+/// the partition's end (for `read_committed`, the last stable offset): an
+/// awaited condition, not a timed guess.
+pub fn read_partition_0(mut config: ClientConfig, topic: &str) -> Vec<(String, String)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    let consumer: BaseConsumer = config
+        .set("group.id", unique("reader"))
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut out = Vec::new();
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => return out,
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+            Some(Ok(m)) => out.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            )),
+        }
+    }
+    panic!("no end of partition for {topic} within {TIMEOUT:?}; read {out:?}");
+}
+
 /// One record as a consumer sees it, headers included.
 #[derive(Debug, Clone)]
 pub struct Record {
