@@ -45,9 +45,10 @@ use super::store::StoredOrder;
 /// Seconds a throttled client is told to wait. Short, because tests wait it.
 pub const RETRY_AFTER_SECONDS: i64 = 1;
 
-/// Keap's documented per-client limits, reported in the quota headers.
-const QUOTA_PER_DAY: u64 = 150_000;
-const THROTTLE_PER_MINUTE: u64 = 1_500;
+/// Keap's documented per-client limits, reported in the quota headers
+/// unless `--quota-per-day` / `--throttle-per-minute` say otherwise.
+pub const DEFAULT_QUOTA_PER_DAY: u64 = 150_000;
+pub const DEFAULT_THROTTLE_PER_MINUTE: u64 = 1_500;
 
 /// How a 429 tells the client when to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -362,11 +363,22 @@ fn mark(headers: &mut HeaderMap, fault: &'static str) {
 ///
 /// They count requests like the real gateway and are sent on every
 /// authenticated Keap API response. They are informational only: the sandbox
-/// never throttles on its own (benchmarks exceed 1500 requests a minute);
-/// 429s come from `throttle_rate` alone.
-#[derive(Debug, Default)]
+/// never throttles on its own; 429s come from `throttle_rate` alone. A client
+/// that honours them (waits while `x-keap-product-throttle-available` is 0)
+/// is throttled all the same, so a benchmark of many tenants on one sandbox,
+/// whose real limits apply per tenant, raises the limits instead.
+#[derive(Debug)]
 pub struct Quota {
+    throttle_per_minute: u64,
+    quota_per_day: u64,
     inner: Mutex<QuotaWindow>,
+}
+
+impl Default for Quota {
+    /// Keap's limits: 1500 requests a minute, 150,000 a day.
+    fn default() -> Self {
+        Self::new(DEFAULT_THROTTLE_PER_MINUTE, DEFAULT_QUOTA_PER_DAY)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -378,6 +390,15 @@ struct QuotaWindow {
 }
 
 impl Quota {
+    /// Counters reporting these limits.
+    pub fn new(throttle_per_minute: u64, quota_per_day: u64) -> Self {
+        Self {
+            throttle_per_minute,
+            quota_per_day,
+            inner: Mutex::new(QuotaWindow::default()),
+        }
+    }
+
     /// Counts one request at `now` and returns the headers to send.
     pub fn count(&self, now: DateTime<Utc>, throttled: bool) -> HeaderMap {
         let (day_used, minute_used) = {
@@ -404,7 +425,7 @@ impl Quota {
         let throttle_available = if throttled {
             0
         } else {
-            THROTTLE_PER_MINUTE.saturating_sub(minute_used)
+            self.throttle_per_minute.saturating_sub(minute_used)
         };
         let mut h = HeaderMap::new();
         let mut put = |name: &'static str, value: String| {
@@ -412,18 +433,18 @@ impl Quota {
                 h.insert(HeaderName::from_static(name), v);
             }
         };
-        put("x-keap-product-quota-limit", QUOTA_PER_DAY.to_string());
+        put("x-keap-product-quota-limit", self.quota_per_day.to_string());
         put("x-keap-product-quota-time-unit", "day".into());
         put("x-keap-product-quota-interval", "1".into());
         put(
             "x-keap-product-quota-available",
-            QUOTA_PER_DAY.saturating_sub(day_used).to_string(),
+            self.quota_per_day.saturating_sub(day_used).to_string(),
         );
         put("x-keap-product-quota-used", day_used.to_string());
         put("x-keap-product-quota-expiry-time", expiry.to_string());
         put(
             "x-keap-product-throttle-limit",
-            THROTTLE_PER_MINUTE.to_string(),
+            self.throttle_per_minute.to_string(),
         );
         put("x-keap-product-throttle-time-unit", "minute".into());
         put("x-keap-product-throttle-interval", "1".into());
@@ -549,6 +570,32 @@ mod tests {
         assert!(serde_json::from_str::<FaultPatch>(r#"{"nope":1}"#).is_err());
         let retry: FaultPatch = serde_json::from_str(r#"{"retry_after":"http-date"}"#).unwrap();
         assert_eq!(retry.retry_after, Some(RetryAfter::HttpDate));
+    }
+
+    #[test]
+    fn quota_headers_report_the_configured_limits() {
+        let now = DateTime::parse_from_rfc3339("2024-03-01T09:00:30Z")
+            .unwrap()
+            .to_utc();
+        let header = |h: &HeaderMap, name: &str| h[name].to_str().unwrap().to_owned();
+
+        let keap = Quota::default().count(now, false);
+        assert_eq!(header(&keap, "x-keap-product-throttle-limit"), "1500");
+        assert_eq!(header(&keap, "x-keap-product-throttle-available"), "1499");
+        assert_eq!(header(&keap, "x-keap-product-quota-limit"), "150000");
+        assert_eq!(header(&keap, "x-keap-product-quota-available"), "149999");
+
+        let bench = Quota::new(100_000_000, 2_000_000_000);
+        bench.count(now, false);
+        let h = bench.count(now, false);
+        assert_eq!(header(&h, "x-keap-product-throttle-limit"), "100000000");
+        assert_eq!(header(&h, "x-keap-product-throttle-available"), "99999998");
+        assert_eq!(header(&h, "x-keap-product-throttle-used"), "2");
+        assert_eq!(header(&h, "x-keap-product-quota-limit"), "2000000000");
+        assert_eq!(header(&h, "x-keap-product-quota-available"), "1999999998");
+        // A throttled answer still says nothing is left this minute.
+        let throttled = bench.count(now, true);
+        assert_eq!(header(&throttled, "x-keap-product-throttle-available"), "0");
     }
 
     #[test]

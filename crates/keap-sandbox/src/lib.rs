@@ -118,6 +118,11 @@ pub struct SandboxConfig {
     pub timestamp_precision: Precision,
     /// When a rotated-out refresh token stops working (default: at once).
     pub refresh_reuse: oauth::RefreshReuse,
+    /// Requests a minute the throttle headers report (Keap: 1500 per
+    /// client). Informational: the sandbox never throttles on its own.
+    pub throttle_per_minute: u64,
+    /// Requests a day the quota headers report (Keap: 150,000 per client).
+    pub quota_per_day: u64,
 }
 
 impl Default for SandboxConfig {
@@ -136,6 +141,8 @@ impl Default for SandboxConfig {
             frozen_clock: None,
             timestamp_precision: Precision::Seconds,
             refresh_reuse: oauth::RefreshReuse::Never,
+            throttle_per_minute: faults::DEFAULT_THROTTLE_PER_MINUTE,
+            quota_per_day: faults::DEFAULT_QUOTA_PER_DAY,
         }
     }
 }
@@ -179,6 +186,9 @@ impl SandboxConfig {
         }
         if self.access_token_ttl_seconds == 0 || self.access_token_ttl_seconds > 10 * 366 * 86_400 {
             return err("--access-token-ttl must be between 1 second and 10 years");
+        }
+        if self.throttle_per_minute == 0 || self.quota_per_day == 0 {
+            return err("--throttle-per-minute and --quota-per-day must be at least 1");
         }
         if self.orders > MAX_ORDERS {
             return Err(SandboxError::Config(format!(
@@ -231,7 +241,7 @@ impl Sandbox {
             store: Mutex::new(store),
             tokens: Mutex::new(tokens),
             faults: faults::Faults::new(config.seed),
-            quota: faults::Quota::default(),
+            quota: faults::Quota::new(config.throttle_per_minute, config.quota_per_day),
             stats: stats::Stats::default(),
             hub,
             local_addr,

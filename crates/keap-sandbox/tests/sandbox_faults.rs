@@ -196,6 +196,27 @@ async fn throttling_with_retry_after_in_seconds_as_a_date_and_absent() {
 }
 
 #[tokio::test]
+async fn quota_headers_report_the_configured_limits() {
+    let sb = start(SandboxConfig {
+        seed: 9,
+        orders: 1,
+        frozen_clock: Some(Utc.with_ymd_and_hms(2024, 9, 1, 8, 0, 0).unwrap()),
+        throttle_per_minute: 100_000_000,
+        quota_per_day: 2_000_000_000,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let resp = fetch(&sb, KEAP).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers();
+    assert_eq!(h["x-keap-product-throttle-limit"], "100000000");
+    assert_eq!(h["x-keap-product-throttle-available"], "99999999");
+    assert_eq!(h["x-keap-product-quota-limit"], "2000000000");
+    assert_eq!(h["x-keap-product-quota-available"], "1999999999");
+}
+
+#[tokio::test]
 async fn throttling_at_a_partial_rate_hits_some_requests() {
     let sb = sandbox(1).await;
     faults(&sb, json!({"throttle_rate": 0.5})).await;

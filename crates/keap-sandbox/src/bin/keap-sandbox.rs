@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Parser;
 use keap_sandbox::Secret;
+use keap_sandbox::faults::{DEFAULT_QUOTA_PER_DAY, DEFAULT_THROTTLE_PER_MINUTE};
 use keap_sandbox::{self as sandbox, DEFAULT_ACCESS_TOKEN_TTL_SECONDS, Precision, SandboxConfig};
 
 #[derive(Debug, Parser)]
@@ -72,6 +73,16 @@ struct Cli {
     /// Store millisecond dates instead of Keap's whole seconds.
     #[arg(long)]
     timestamp_millis: bool,
+    /// Requests a minute the `x-keap-product-throttle-*` headers report
+    /// (Keap: 1500 per client). Raise it when many tenants share this one
+    /// sandbox: a client that honours the headers would wait on a limit
+    /// that really applies per tenant.
+    #[arg(long, env = "KEAP_SANDBOX_THROTTLE_PER_MINUTE", default_value_t = DEFAULT_THROTTLE_PER_MINUTE)]
+    throttle_per_minute: u64,
+    /// Requests a day the `x-keap-product-quota-*` headers report (Keap:
+    /// 150,000 per client).
+    #[arg(long, env = "KEAP_SANDBOX_QUOTA_PER_DAY", default_value_t = DEFAULT_QUOTA_PER_DAY)]
+    quota_per_day: u64,
 }
 
 impl Cli {
@@ -94,6 +105,8 @@ impl Cli {
             } else {
                 Precision::Seconds
             },
+            throttle_per_minute: self.throttle_per_minute,
+            quota_per_day: self.quota_per_day,
         }
     }
 }
@@ -185,5 +198,30 @@ mod tests {
         assert_eq!(config.access_token_ttl_seconds, 86_400);
         assert_eq!(config.timestamp_precision, Precision::Seconds);
         assert!(config.client_id.is_none());
+        assert_eq!(config.throttle_per_minute, 1500);
+        assert_eq!(config.quota_per_day, 150_000);
+    }
+
+    #[test]
+    fn limits_reported_in_the_headers_can_be_raised() {
+        let cli = Cli::try_parse_from([
+            "keap-sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--throttle-per-minute",
+            "100000000",
+            "--quota-per-day",
+            "2000000000",
+        ])
+        .unwrap();
+        let config = cli.config();
+        assert_eq!(config.throttle_per_minute, 100_000_000);
+        assert_eq!(config.quota_per_day, 2_000_000_000);
+        config.validate().unwrap();
+        let zero = SandboxConfig {
+            throttle_per_minute: 0,
+            ..SandboxConfig::default()
+        };
+        assert!(zero.validate().is_err());
     }
 }
