@@ -2,14 +2,15 @@
 //! job's checkpoint in; changes, dead letters and the next checkpoint out.
 //! No I/O, no clock: everything time-dependent is an argument.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::event::{Change, DeadKind, DeadRecord, EventType};
-use crate::instance::{DateField, Resource, json_kind};
+use crate::instance::{DateField, FieldPath, Resource, json_kind};
 use crate::state::{Checkpoint, Resume};
 
 /// What a window comes to.
@@ -238,14 +239,53 @@ struct Read {
 
 type Unreadable = (Option<String>, String);
 
-fn read_record(resource: &Resource, raw: &RawValue) -> Result<Read, Unreadable> {
-    let value: Value = serde_json::from_str(raw.get())
-        .map_err(|e| (None, format!("record is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err((None, "record is not a JSON object".into()));
+/// The top level of one record, its values left unparsed: detection reads
+/// two or three fields of a record that can be kilobytes, so only those
+/// are parsed into values (the whole record was a `Value` tree before,
+/// ~80 % of detection's time by the micro bench), and the raw bytes go
+/// into the event untouched.
+struct Fields<'a>(HashMap<Cow<'a, str>, &'a RawValue>);
+
+impl<'a> Fields<'a> {
+    fn read(raw: &'a RawValue) -> Result<Self, String> {
+        serde_json::from_str(raw.get()).map(Fields).map_err(|e| {
+            if raw.get().trim_start().starts_with('{') {
+                format!("record is not valid JSON: {e}")
+            } else {
+                "record is not a JSON object".into()
+            }
+        })
     }
-    let object_id = match resource.id_field.get(&value) {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+
+    /// The value at `path`; nested steps parse only the objects (or
+    /// arrays) on the way.
+    fn get(&self, path: &FieldPath) -> Option<Value> {
+        let mut segments = path.segments();
+        let mut at: &RawValue = self.0.get(segments.next()?)?;
+        for segment in segments {
+            at = step(at, segment)?;
+        }
+        serde_json::from_str(at.get()).ok()
+    }
+}
+
+fn step<'a>(raw: &'a RawValue, segment: &str) -> Option<&'a RawValue> {
+    let text = raw.get().trim_start();
+    if text.starts_with('{') {
+        let map: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(raw.get()).ok()?;
+        map.get(segment).copied()
+    } else if text.starts_with('[') {
+        let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).ok()?;
+        items.get(segment.parse::<usize>().ok()?).copied()
+    } else {
+        None
+    }
+}
+
+fn read_record(resource: &Resource, raw: &RawValue) -> Result<Read, Unreadable> {
+    let fields = Fields::read(raw).map_err(|reason| (None, reason))?;
+    let object_id = match fields.get(&resource.id_field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Null) | None => {
             return Err((
@@ -259,15 +299,15 @@ fn read_record(resource: &Resource, raw: &RawValue) -> Result<Read, Unreadable> 
                 format!(
                     "id field '{}' is not a string or number: {}",
                     resource.id_field.as_str(),
-                    json_kind(other)
+                    json_kind(&other)
                 ),
             ));
         }
     };
     let with_id = |reason: String| (Some(object_id.clone()), reason);
-    let updated = read_date(&resource.updated, &value).map_err(with_id)?;
+    let updated = read_date(&resource.updated, &fields).map_err(with_id)?;
     let created = match &resource.created {
-        Some(field) => Some(read_date(field, &value).map_err(with_id)?),
+        Some(field) => Some(read_date(field, &fields).map_err(with_id)?),
         None => None,
     };
     let event_type = match created {
@@ -290,18 +330,18 @@ fn within(created: DateTime<Utc>, updated: DateTime<Utc>, resource: &Resource) -
     (updated - created).abs() <= tolerance
 }
 
-fn read_date(field: &DateField, record: &Value) -> Result<DateTime<Utc>, String> {
-    match field.path.get(record) {
+fn read_date(field: &DateField, record: &Fields<'_>) -> Result<DateTime<Utc>, String> {
+    match record.get(&field.path) {
         Some(Value::String(text)) => field
             .format
-            .parse(text, &field.zone)
+            .parse(&text, &field.zone)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| format!("date field '{}': {e}", field.path.as_str())),
         Some(Value::Null) | None => Err(format!("date field '{}' is missing", field.path.as_str())),
         Some(other) => Err(format!(
             "date field '{}' is not a string: {}",
             field.path.as_str(),
-            json_kind(other)
+            json_kind(&other)
         )),
     }
 }

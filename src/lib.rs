@@ -47,7 +47,7 @@
 
 pub(crate) mod backoff;
 pub(crate) mod crypto;
-pub(crate) mod detect;
+pub mod detect;
 pub mod element;
 pub mod event;
 pub mod fetch;

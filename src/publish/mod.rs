@@ -38,7 +38,7 @@ impl Default for TxnTimeouts {
 }
 
 /// Kafka errors in the classes the job loop acts on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// Try the same transaction again later (e.g. coordinator moving).
     #[error("retriable Kafka error: {0}")]
@@ -100,6 +100,17 @@ pub struct Batch {
     /// `(key, value)` for the owned state partition; `None` deletes the key
     /// (a compaction tombstone).
     pub state: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    /// Records of every kind.
+    pub fn len(&self) -> usize {
+        self.events.len() + self.dead_letters.len() + self.state.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The transactional producer of one state partition.
@@ -171,31 +182,53 @@ impl PartitionProducer {
     /// # Errors
     /// The classified Kafka error.
     pub async fn commit(&self, batch: Batch) -> Result<(), PublishError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.commit_blocking(batch))
-            .await
-            .map_err(|_| PublishError::MustAbort(KafkaError::Canceled))?
+        self.commit_group(vec![batch]).await.1
     }
 
-    fn commit_blocking(&self, batch: Batch) -> Result<(), PublishError> {
+    /// Writes every batch of `group` in one transaction: all of them become
+    /// visible together, or none. The batches come back so that a caller
+    /// can retry them apart after a failure.
+    ///
+    /// # Errors
+    /// As [`Self::commit`].
+    pub async fn commit_group(&self, group: Vec<Batch>) -> (Vec<Batch>, Result<(), PublishError>) {
+        let this = self.clone();
+        let shared = Arc::new(group);
+        let sent = shared.clone();
+        let result = tokio::task::spawn_blocking(move || this.commit_blocking(&sent))
+            .await
+            .unwrap_or(Err(PublishError::MustAbort(KafkaError::Canceled)));
+        // The blocking task has ended (joined above), so the group is ours
+        // alone again.
+        let group = Arc::try_unwrap(shared).unwrap_or_default();
+        (group, result)
+    }
+
+    fn commit_blocking(&self, group: &[Batch]) -> Result<(), PublishError> {
         self.producer
             .begin_transaction()
             .map_err(PublishError::classify)?;
-        match self.send_all(&batch).and_then(|()| {
-            // Only poll transactions are held: holding a token save would
-            // widen the one window a crash can strand an instance in (the
-            // provider has rotated the refresh token, we have not stored it).
-            let is_poll = !batch.events.is_empty() || !batch.dead_letters.is_empty();
-            if is_poll && !self.hold_open.is_zero() {
-                tracing::debug!(
-                    message = "Transaction held open for testing.",
-                    partition = self.partition,
-                    records = batch.events.len() + batch.dead_letters.len() + batch.state.len()
-                );
-                std::thread::sleep(self.hold_open);
-            }
-            self.commit_until_known()
-        }) {
+        match group
+            .iter()
+            .try_for_each(|batch| self.send_all(batch))
+            .and_then(|()| {
+                // Only poll transactions are held: holding a token save would
+                // widen the one window a crash can strand an instance in (the
+                // provider has rotated the refresh token, we have not stored it).
+                let is_poll = group
+                    .iter()
+                    .any(|b| !b.events.is_empty() || !b.dead_letters.is_empty());
+                if is_poll && !self.hold_open.is_zero() {
+                    tracing::debug!(
+                        message = "Transaction held open for testing.",
+                        partition = self.partition,
+                        batches = group.len(),
+                        records = group.iter().map(Batch::len).sum::<usize>()
+                    );
+                    std::thread::sleep(self.hold_open);
+                }
+                self.commit_until_known()
+            }) {
             Ok(()) => Ok(()),
             Err(e) if e.is_fatal() => Err(e),
             Err(e) => {

@@ -124,6 +124,9 @@ impl PollCommitted<'_> {
         count(names::PAGES, u64::from(self.pages));
         count(names::RECORDS, self.records as u64);
         count(names::DUPLICATES, self.duplicates);
+        // Worker-wide: what the overlap costs in records, without a series
+        // per job.
+        counter!(names::RECORDS_REREAD).increment(self.duplicates);
         count(names::DEAD_LETTERS, self.dead_letters as u64);
         // The job's series exists from its first commit, at zero.
         count(names::FUTURE_DATED, 0);
@@ -215,12 +218,27 @@ pub struct TransactionFinished {
     pub result: TxnResult,
     /// From begin to commit or abort.
     pub elapsed: Duration,
+    /// Batches (polls, token saves) that shared it.
+    pub batches: usize,
 }
 
 impl TransactionFinished {
     pub fn emit(self) {
         counter!(names::TRANSACTIONS, "result" => self.result.as_str()).increment(1);
         histogram!(names::COMMIT_DURATION).record(self.elapsed.as_secs_f64());
+        histogram!(names::COMMIT_GROUP_SIZE).record(self.batches as f64);
+    }
+}
+
+/// A batch's turn in its partition's lane came: how long it waited behind
+/// the transaction before it.
+pub struct LaneTurn {
+    pub waited: Duration,
+}
+
+impl LaneTurn {
+    pub fn emit(self) {
+        histogram!(names::LANE_WAIT).record(self.waited.as_secs_f64());
     }
 }
 
@@ -331,6 +349,11 @@ mod tests {
             TransactionFinished {
                 result: TxnResult::Committed,
                 elapsed: Duration::from_millis(4),
+                batches: 3,
+            }
+            .emit();
+            LaneTurn {
+                waited: Duration::from_millis(2),
             }
             .emit();
             ReadinessChanged {
@@ -363,6 +386,10 @@ mod tests {
             r#"event_poller_poll_duration_seconds_bucket{job="shop/orders",le="1"} 2"#,
             r#"event_poller_schedule_lateness_seconds_bucket{le="0.05"} 1"#,
             r#"event_poller_commit_duration_seconds_bucket{le="0.005"} 1"#,
+            r#"event_poller_commit_group_batches_bucket{le="2"} 0"#,
+            r#"event_poller_commit_group_batches_bucket{le="4"} 1"#,
+            r#"event_poller_lane_wait_seconds_bucket{le="0.0025"} 1"#,
+            "event_poller_records_reread_total 1",
             "event_poller_owned_partitions 1",
             "event_poller_ready 1",
             "# TYPE event_poller_poll_duration_seconds histogram",

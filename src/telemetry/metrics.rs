@@ -37,6 +37,9 @@ pub mod names {
     pub const THROTTLE_WAITS: &str = "event_poller_throttle_waits_total";
     pub const TRANSACTIONS: &str = "event_poller_transactions_total";
     pub const COMMIT_DURATION: &str = "event_poller_commit_duration_seconds";
+    pub const COMMIT_GROUP_SIZE: &str = "event_poller_commit_group_batches";
+    pub const LANE_WAIT: &str = "event_poller_lane_wait_seconds";
+    pub const RECORDS_REREAD: &str = "event_poller_records_reread_total";
     pub const OWNED_PARTITIONS: &str = "event_poller_owned_partitions";
     pub const READY: &str = "event_poller_ready";
     pub const FUTURE_DATED: &str = "event_poller_future_dated_records_total";
@@ -59,8 +62,13 @@ const COMMIT_BUCKETS: &[f64] = &[
 /// How late a poll starts after it was due: zero when the worker keeps up,
 /// intervals' worth when it falls behind.
 const LATENESS_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    900.0,
 ];
+
+/// Polls and token saves per transaction: 1 when the lane is idle, more
+/// when batches queue behind a running transaction.
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// How a poll ended (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +179,8 @@ fn recorder() -> PrometheusRecorder {
         (names::POLL_DURATION, POLL_BUCKETS),
         (names::COMMIT_DURATION, COMMIT_BUCKETS),
         (names::SCHEDULE_LATENESS, LATENESS_BUCKETS),
+        (names::LANE_WAIT, COMMIT_BUCKETS),
+        (names::COMMIT_GROUP_SIZE, GROUP_BUCKETS),
     ];
     let mut builder = PrometheusBuilder::new();
     for (name, values) in buckets {
@@ -231,6 +241,19 @@ fn describe() {
         COMMIT_DURATION,
         Unit::Seconds,
         "Duration of Kafka transactions, from begin to commit or abort."
+    );
+    describe_histogram!(
+        COMMIT_GROUP_SIZE,
+        "Batches (polls, token saves) committed together in one transaction (group commit)."
+    );
+    describe_histogram!(
+        LANE_WAIT,
+        Unit::Seconds,
+        "How long a poll's (or token save's) batch waited for its partition's transaction turn."
+    );
+    describe_counter!(
+        RECORDS_REREAD,
+        "Records read again in a window's overlap that an earlier poll had already published (the cost of the safety overlap)."
     );
     describe_gauge!(
         OWNED_PARTITIONS,

@@ -44,6 +44,9 @@ use self::topics::TopicLayout;
 
 /// Shortest wait after a failed poll; see [`PollSettings::retry_min`].
 const RETRY_MIN: Duration = Duration::from_secs(1);
+/// New jobs start within the first minute (or interval): 10,000 jobs at
+/// 60 s arrive at ~167 a second from the start instead of all at once.
+const FIRST_POLL_SPREAD: Duration = Duration::from_secs(60);
 
 /// What the worker takes from the settings.
 #[derive(Debug, Clone)]
@@ -89,6 +92,7 @@ impl WorkerConfig {
                     .unwrap_or(TimeDelta::MAX),
                 service_zone: settings.service_timezone,
                 retry_min: RETRY_MIN,
+                first_poll_spread: FIRST_POLL_SPREAD,
             },
             encryption_key: settings.state_encryption_key.clone(),
             restore_timeout: settings.state_restore_timeout_seconds,

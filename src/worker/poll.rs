@@ -46,6 +46,11 @@ pub struct PollSettings {
     pub service_zone: Zone,
     /// Shortest wait after a failed poll; doubles up to the interval.
     pub retry_min: Duration,
+    /// A job that never polled starts at a random point of the first
+    /// `min(interval, first_poll_spread)`, so thousands of new jobs (a
+    /// first start, a bulk onboarding) do not all come due in the same
+    /// instant and keep arriving together ever after.
+    pub first_poll_spread: Duration,
 }
 
 /// How a poll ended.
@@ -181,11 +186,19 @@ impl JobRunner {
     }
 
     /// After a restart the job keeps its rhythm: due one interval after the
-    /// last committed poll, or now if it never polled.
+    /// last committed poll. One that never polled starts within the spread.
+    /// Overdue jobs (a handover) are due at once: delaying them would add
+    /// to the failover time, and their rhythm is already spread.
     fn first_due(&self, interval: Duration) -> DateTime<Utc> {
         match self.checkpoint.last_poll_start {
             Some(last) => next_due(last, interval),
-            None => self.clock.now(),
+            None => {
+                let spread = interval.min(self.settings.first_poll_spread).as_secs_f64();
+                let phase = rand::rng().random_range(0.0..=1.0) * spread;
+                let now = self.clock.now();
+                now.checked_add_signed(TimeDelta::milliseconds((phase * 1000.0) as i64))
+                    .unwrap_or(now)
+            }
         }
     }
 
@@ -647,6 +660,7 @@ mod tests {
                     overlap: TimeDelta::seconds(60),
                     service_zone: Zone::Utc,
                     retry_min: Duration::from_secs(1),
+                    first_poll_spread: Duration::ZERO,
                 }),
                 clock: Arc::new(TestClock {
                     start: TokioInstant::now(),
@@ -739,6 +753,31 @@ mod tests {
                 calls[0].1.url
             );
             assert!(calls[0].1.keyset.is_some());
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn new_jobs_start_spread_over_the_first_interval() {
+            let mut dues = Vec::new();
+            for _ in 0..200 {
+                let mut h = harness(vec![], vec![]);
+                h.runner.settings = Arc::new(PollSettings {
+                    first_poll_spread: Duration::from_secs(600),
+                    ..(*h.runner.settings).clone()
+                });
+                // The instance's interval (60 s) bounds the spread.
+                dues.push((h.runner.first_due(Duration::from_secs(60)) - origin()).num_seconds());
+            }
+            assert!(dues.iter().all(|d| (0..=60).contains(d)), "{dues:?}");
+            // Spread, not bunched: every fifth of the interval gets some.
+            for fifth in 0..5 {
+                let n = dues.iter().filter(|d| **d / 12 == fifth).count();
+                assert!(n >= 10, "{fifth}: {n} of {dues:?}");
+            }
+            // A job that polled before keeps its rhythm.
+            let mut h = harness(vec![], vec![]);
+            h.runner.checkpoint.last_poll_start = Some(origin() - TimeDelta::seconds(30));
+            let due = h.runner.first_due(Duration::from_secs(60)) - origin();
+            assert!((24..=36).contains(&due.num_seconds()), "{due}");
         }
 
         #[tokio::test(start_paused = true)]
