@@ -57,8 +57,19 @@ kafka-status: ## is the local Kafka running and answering?
 demo: ## local Kafka + Keap sandbox + poller; prints events until Ctrl-C, then stops all
 	deploy/demo.sh
 
-bench: ## benchmarks, each against a baseline measured in the same run
-	$(CARGO) bench --workspace
+# End-to-end benchmarks (crates/bench: `poller-bench all`) into
+# docs/benchmarks.md, each figure against a baseline measured in the same
+# run; the full run then adds the criterion micro-benchmarks. Kafka is
+# brought up, and down at the end only if it was not running before.
+bench: ## end-to-end benchmarks into docs/benchmarks.md (BENCH_QUICK=1: 3-minute smoke into .cache/bench/)
+	$(CARGO) build --release --workspace --bins
+	was_up=0; $(KAFKA) status >/dev/null 2>&1 && was_up=1; \
+	  $(KAFKA) up || exit $$?; \
+	  status=0; target/release/poller-bench all $(if $(filter 1,$(BENCH_QUICK)),--quick --out .cache/bench/benchmarks-quick.md) || status=$$?; \
+	  if [ $$status -eq 0 ] && [ "$(BENCH_QUICK)" != 1 ] && [ -f benches/micro.rs ]; then \
+	    $(CARGO) bench --bench micro || status=$$?; \
+	  fi; \
+	  if [ $$was_up -eq 0 ]; then $(KAFKA) down; fi; exit $$status
 
 clean: kafka-down ## stop Kafka, remove build output and the local Kafka data
 	$(CARGO) clean
