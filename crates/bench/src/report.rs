@@ -313,7 +313,9 @@ fn jobs_section(out: &mut String, r: &Results) {
          minute and 150,000 a day: those apply per tenant, and N tenants sharing \
          one sandbox would otherwise wait on a limit none of them has. Once every \
          job has committed a poll (\"all polled\", from worker start: OAuth code \
-         exchange and first poll included), the window is measured from two \
+         exchange and first poll included) and one more interval has passed (the \
+         second round still carries the start-up backlog), the steady-state \
+         window is measured from two \
          scrapes of `/metrics` and `/proc`: committed polls/s, the schedule \
          lateness histogram's delta (p50 and p99 interpolated inside buckets, \
          max as the upper bound of the highest non-empty bucket), transactions/s, \
