@@ -123,8 +123,20 @@ impl<T: Transactions> Lane<T> {
                 }
             }
             Err(_) => {
+                let mut broken: Option<PublishError> = None;
                 for (batch, o) in batches.into_iter().zip(outcomes) {
+                    // Once the producer is unusable the rest fail with it
+                    // at once instead of each waiting out its own try.
+                    if let Some(e) = &broken {
+                        let _ = o.send(Err(e.clone()));
+                        continue;
+                    }
                     let (_, result) = self.transaction(vec![batch]).await;
+                    if let Err(e) = &result
+                        && e.is_fatal()
+                    {
+                        broken = Some(e.clone());
+                    }
                     let _ = o.send(result);
                 }
             }
@@ -183,6 +195,9 @@ mod tests {
         /// Keys whose presence fails the transaction.
         poison: Vec<String>,
         fatal: bool,
+        /// After the first aborted transaction, every one is fenced.
+        fence_after_abort: bool,
+        aborted: std::sync::atomic::AtomicBool,
     }
 
     impl Transactions for Arc<Fake> {
@@ -195,6 +210,13 @@ mod tests {
                 let keys: Vec<String> = group.iter().map(|b| b.state[0].0.clone()).collect();
                 let failed = keys.iter().any(|k| self.poison.contains(k));
                 self.transactions.lock().unwrap().push(keys);
+                let fenced = self.fence_after_abort
+                    && self
+                        .aborted
+                        .swap(failed, std::sync::atomic::Ordering::SeqCst);
+                if fenced {
+                    return (group, Err(PublishError::Fenced(KafkaError::Canceled)));
+                }
                 let result = match (failed, self.fatal) {
                     (false, _) => Ok(()),
                     (true, false) => Err(PublishError::MustAbort(KafkaError::Canceled)),
@@ -262,6 +284,23 @@ mod tests {
         assert_eq!(txns.len(), 5, "{txns:?}");
         assert_eq!(txns[1].len(), 3);
         assert!(txns[2..].iter().all(|t| t.len() == 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_producer_broken_while_retrying_apart_fails_the_rest_at_once() {
+        // The group aborts; the first batch retried alone finds the
+        // producer fenced: the remaining two are not tried.
+        let fake = Arc::new(Fake {
+            poison: vec!["job/bad".into()],
+            fence_after_abort: true,
+            ..Fake::default()
+        });
+        let lane = Arc::new(Lane::new(fake.clone()));
+        let results = commit_all(lane, &["job/first", "job/bad", "job/a", "job/b"]).await;
+        assert!(results[0].is_ok());
+        assert!(results[1..].iter().all(Result::is_err), "{results:?}");
+        // first; the group of three; "job/bad" alone (fenced); no more.
+        assert_eq!(fake.transactions.lock().unwrap().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
