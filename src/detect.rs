@@ -2,15 +2,15 @@
 //! job's checkpoint in; changes, dead letters and the next checkpoint out.
 //! No I/O, no clock: everything time-dependent is an argument.
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::event::{Change, DeadKind, DeadRecord, EventType};
-use crate::instance::{DateField, FieldPath, Resource, json_kind};
+use crate::instance::{DateField, Resource, json_kind};
+use crate::record::Fields;
 use crate::state::{Checkpoint, Resume};
 
 /// What a window comes to.
@@ -238,49 +238,6 @@ struct Read {
 }
 
 type Unreadable = (Option<String>, String);
-
-/// The top level of one record, its values left unparsed: detection reads
-/// two or three fields of a record that can be kilobytes, so only those
-/// are parsed into values (the whole record was a `Value` tree before,
-/// ~80 % of detection's time by the micro bench), and the raw bytes go
-/// into the event untouched.
-struct Fields<'a>(HashMap<Cow<'a, str>, &'a RawValue>);
-
-impl<'a> Fields<'a> {
-    fn read(raw: &'a RawValue) -> Result<Self, String> {
-        serde_json::from_str(raw.get()).map(Fields).map_err(|e| {
-            if raw.get().trim_start().starts_with('{') {
-                format!("record is not valid JSON: {e}")
-            } else {
-                "record is not a JSON object".into()
-            }
-        })
-    }
-
-    /// The value at `path`; nested steps parse only the objects (or
-    /// arrays) on the way.
-    fn get(&self, path: &FieldPath) -> Option<Value> {
-        let mut segments = path.segments();
-        let mut at: &RawValue = self.0.get(segments.next()?)?;
-        for segment in segments {
-            at = step(at, segment)?;
-        }
-        serde_json::from_str(at.get()).ok()
-    }
-}
-
-fn step<'a>(raw: &'a RawValue, segment: &str) -> Option<&'a RawValue> {
-    let text = raw.get().trim_start();
-    if text.starts_with('{') {
-        let map: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(raw.get()).ok()?;
-        map.get(segment).copied()
-    } else if text.starts_with('[') {
-        let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).ok()?;
-        items.get(segment.parse::<usize>().ok()?).copied()
-    } else {
-        None
-    }
-}
 
 fn read_record(resource: &Resource, raw: &RawValue) -> Result<Read, Unreadable> {
     let fields = Fields::read(raw).map_err(|reason| (None, reason))?;

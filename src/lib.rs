@@ -21,10 +21,13 @@
 //! - [`fetch`]: HTTP: one request driver with retries and rate-limit waits,
 //!   paging, body limits, OAuth2 tokens; one window of records, whole or not
 //!   at all.
+//! - [`record`]: the id and date fields of a raw record, read without
+//!   parsing the rest (the pager and detection both read them).
 //! - [`detect`]: pure: records + checkpoint → changes, dead letters, next
 //!   checkpoint.
 //! - [`event`]: pure: change → Kafka record (key, JSON value, CloudEvents headers).
-//! - [`publish`]: one transaction per poll on the state partition's producer.
+//! - [`publish`]: transactions on the state partition's producer (one poll's
+//!   batch, or a group of them).
 //! - [`state`]: what the state topic holds (checkpoints, keys, job → partition)
 //!   and its restore.
 //!
@@ -57,6 +60,7 @@ pub mod kafka;
 pub(crate) mod ops;
 pub(crate) mod provider;
 pub mod publish;
+pub mod record;
 pub mod secret;
 pub mod service;
 pub mod settings;

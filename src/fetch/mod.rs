@@ -690,9 +690,8 @@ struct Credential {
 /// A record's date as `field` reads it, for keyset paging; `None` when it
 /// cannot be read (detection dead-letters such records later).
 fn record_date(field: &DateField, raw: &RawValue) -> Option<DateTime<Utc>> {
-    let record: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
-    let text = field.path.get(&record)?.as_str()?;
-    let t = field.format.parse(text, &field.zone).ok()?;
+    let value = crate::record::Fields::read(raw).ok()?.get(&field.path)?;
+    let t = field.format.parse(value.as_str()?, &field.zone).ok()?;
     Some(t.with_timezone(&Utc))
 }
 
