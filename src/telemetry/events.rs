@@ -40,6 +40,21 @@ impl PollStarted<'_> {
     }
 }
 
+/// A window's next part is being fetched while this part commits (see
+/// `worker::prefetch`).
+pub struct PartFetchedAhead<'a> {
+    pub job: &'a JobId,
+}
+
+impl PartFetchedAhead<'_> {
+    pub fn emit(self) {
+        info!(
+            message = "Fetching the window's next part while this part commits.",
+            job = %self.job
+        );
+    }
+}
+
 /// A window's HTTP traffic, whether the window succeeded or failed.
 pub struct WindowFetched<'a> {
     pub job: &'a JobId,

@@ -6,6 +6,8 @@
 //! - [`ownership`]: fence → restore → schedule, per owned partition.
 //! - [`jobs`]: instances → jobs, by partition.
 //! - [`poll`]: one job's poll loop (fetch → detect → one transaction).
+//! - [`prefetch`]: a long window's next part, fetched while one commits.
+//! - [`permit`]: the poll permits that bound a worker's polls in flight.
 //! - [`lane`]: the partition's transactional producer, taken in turns.
 //! - [`clock`]: wall-clock time, behind a seam for tests.
 //! - [`tokens`]: OAuth tokens sealed in the state partition.
@@ -15,7 +17,9 @@ pub mod jobs;
 pub mod lane;
 pub mod membership;
 pub mod ownership;
+pub mod permit;
 pub mod poll;
+pub mod prefetch;
 pub mod tokens;
 pub mod topics;
 

@@ -26,6 +26,7 @@ use super::clock::Clock;
 use super::jobs::Job;
 use super::lane::{Commit, Lane};
 use super::poll::{JobRunner, PollSettings};
+use super::prefetch::Prefetch;
 use super::tokens::TokenVault;
 
 /// How long an ending period waits for token rotations in flight.
@@ -274,6 +275,7 @@ async fn own(
             settings: deps.poll.clone(),
             readiness: deps.readiness.clone(),
             partition,
+            prefetch: Prefetch::default(),
         };
         let span = info_span!("job", job = %job.id);
         tasks.spawn(runner.run(stop.clone()).instrument(span));

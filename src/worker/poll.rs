@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -28,14 +28,16 @@ use crate::publish::{Batch, PublishError};
 use crate::source::{FailureKind, FetchRequest, Pause, Source};
 use crate::state::{Checkpoint, Resume};
 use crate::telemetry::events::{
-    AuthorizationNeeded, FutureDatedSeen, PollAborted, PollCommitted, PollFetchFailed,
-    PollProducerFailed, PollStarted, WindowFetched,
+    AuthorizationNeeded, FutureDatedSeen, PartFetchedAhead, PollAborted, PollCommitted,
+    PollFetchFailed, PollProducerFailed, PollStarted, WindowFetched,
 };
 
 use super::clock::Clock;
 use super::jobs::Job;
 use super::lane::Commit;
 use super::ownership::{Handback, Stop};
+use super::permit::Held;
+use super::prefetch::Prefetch;
 
 /// Settings every job of a worker shares.
 #[derive(Debug, Clone)]
@@ -80,6 +82,8 @@ pub struct JobRunner {
     /// Where a job that needs an operator is reported, and its partition.
     pub readiness: Arc<Readiness>,
     pub partition: i32,
+    /// The next part of a long window, fetched while this part commits.
+    pub prefetch: Prefetch,
 }
 
 /// What the loop does after a poll.
@@ -107,19 +111,26 @@ impl JobRunner {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            let permit = tokio::select! {
+            // A part fetched ahead is used only if the checkpoint leads to
+            // it (the part before it committed); waiting for it holds no
+            // permit, its fetch has one of its own.
+            self.prefetch
+                .keep_only(self.checkpoint.resume.as_ref().map(|r| r.url.as_str()));
+            tokio::select! {
                 () = cancel.cancelled() => return,
-                p = self.permits.clone().acquire_owned() => p,
+                () = self.prefetch.settled() => {}
+            }
+            let held = tokio::select! {
+                () = cancel.cancelled() => return,
+                h = Held::acquire(&self.permits) => h,
             };
-            let Ok(permit) = permit else { return };
-            let held = Arc::new(std::sync::Mutex::new(Some(permit)));
+            let Some(held) = held else { return };
             let started = self.clock.now();
             let lateness = (started - due).to_std().unwrap_or(Duration::ZERO);
-            let pause = self.pause(held.clone());
-            let outcome = self.poll_once(started, lateness, pause, &cancel).await;
-            // The pause may outlive the poll (whoever kept the request):
-            // the permit must not.
-            drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
+            let outcome = self
+                .poll_once(started, lateness, held.pause(), &cancel)
+                .await;
+            held.release();
             let next = schedule(
                 outcome,
                 started,
@@ -143,22 +154,6 @@ impl JobRunner {
                 Next::Stop => return,
             }
         }
-    }
-
-    /// Sleeps of the fetch (throttles, retries) give the poll permit back
-    /// and take one again afterwards: a tenant the provider holds off must
-    /// not hold off the others on this worker.
-    fn pause(&self, held: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>) -> Pause {
-        let permits = self.permits.clone();
-        Pause::new(move |wait| {
-            let (held, permits) = (held.clone(), permits.clone());
-            Box::pin(async move {
-                drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
-                tokio::time::sleep(wait).await;
-                let again = permits.acquire_owned().await.ok();
-                *held.lock().unwrap_or_else(|e| e.into_inner()) = again;
-            })
-        })
     }
 
     /// Tells the operator when the instance's grant was refused, and when
@@ -186,11 +181,15 @@ impl JobRunner {
     }
 
     /// After a restart the job keeps its rhythm: due one interval after the
-    /// last committed poll. One that never polled starts within the spread.
+    /// last committed poll, or at once in the middle of a window cut short.
+    /// One that never polled starts within the spread.
     /// Overdue jobs (a handover) are due at once: delaying them would add
     /// to the failover time, and their rhythm is already spread.
     fn first_due(&self, interval: Duration) -> DateTime<Utc> {
         match self.checkpoint.last_poll_start {
+            // A window cut short goes on at once, as it would have without
+            // the restart: a backfill must not pause an interval per crash.
+            Some(_) if self.checkpoint.resume.is_some() => self.clock.now(),
             Some(last) => next_due(last, interval),
             None => {
                 let spread = interval.min(self.settings.first_poll_spread).as_secs_f64();
@@ -236,16 +235,21 @@ impl JobRunner {
             lateness,
         }
         .emit();
-        let request = FetchRequest {
-            url,
-            page_size: resource.page_size,
-            keyset: Some(resource.updated.clone()),
-            pause,
-        };
-        let fetched = tokio::select! {
-            biased;
-            () = cancel.cancelled() => return PollOutcome::Cancelled,
-            f = self.source.fetch(request) => f,
+        let (started, fetched) = match self.prefetch.take(&url) {
+            Some(ahead) => (ahead.started, ahead.result),
+            None => {
+                let request = FetchRequest {
+                    url,
+                    page_size: resource.page_size,
+                    keyset: Some(resource.updated.clone()),
+                    pause,
+                };
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return PollOutcome::Cancelled,
+                    f = self.source.fetch(request) => (started, f),
+                }
+            }
         };
         let fetched = match fetched {
             Ok(f) => f,
@@ -270,6 +274,21 @@ impl JobRunner {
             stats: &fetched.stats,
         }
         .emit();
+        if let (true, Some(next)) = (fetched.truncated, &fetched.resume_url) {
+            let request = FetchRequest {
+                url: next.clone(),
+                page_size: resource.page_size,
+                keyset: Some(resource.updated.clone()),
+                pause: Pause::default(),
+            };
+            self.prefetch.start(
+                self.source.clone(),
+                request,
+                self.permits.clone(),
+                self.clock.clone(),
+            );
+            PartFetchedAhead { job: &job.id }.emit();
+        }
         let skew = fetched.provider_skew.or(self.checkpoint.provider_skew());
         let window = Bounds {
             start,
@@ -611,13 +630,23 @@ mod tests {
         struct FakeCommit {
             answers: Mutex<VecDeque<Result<(), PublishError>>>,
             batches: Mutex<Vec<Batch>>,
+            /// How long each commit takes.
+            takes: Mutex<Duration>,
+            /// When each commit ended.
+            ended: Arc<Mutex<Vec<TokioInstant>>>,
         }
 
         impl Commit for FakeCommit {
             fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<(), PublishError>> {
                 self.batches.lock().unwrap().push(batch);
                 let answer = self.answers.lock().unwrap().pop_front().unwrap_or(Ok(()));
-                Box::pin(async move { answer })
+                let takes = *self.takes.lock().unwrap();
+                let ended = self.ended.clone();
+                Box::pin(async move {
+                    tokio::time::sleep(takes).await;
+                    ended.lock().unwrap().push(TokioInstant::now());
+                    answer
+                })
             }
         }
 
@@ -667,6 +696,7 @@ mod tests {
                 }),
                 readiness: Arc::new(Readiness::new()),
                 partition: 0,
+                prefetch: Prefetch::default(),
             };
             Harness {
                 source,
@@ -778,6 +808,12 @@ mod tests {
             h.runner.checkpoint.last_poll_start = Some(origin() - TimeDelta::seconds(30));
             let due = h.runner.first_due(Duration::from_secs(60)) - origin();
             assert!((24..=36).contains(&due.num_seconds()), "{due}");
+            // One in the middle of a window cut short goes on at once.
+            h.runner.checkpoint.resume = Some(Resume {
+                start: origin() - TimeDelta::minutes(5),
+                url: "http://keap.test/crm/rest/v1/orders?part=2".into(),
+            });
+            assert_eq!(h.runner.first_due(Duration::from_secs(60)), origin());
         }
 
         #[tokio::test(start_paused = true)]
@@ -857,6 +893,101 @@ mod tests {
                 .map(|b| b.events.len())
                 .sum();
             assert_eq!(events, 3);
+        }
+
+        /// A window fetched in `parts`, each but the last truncated with a
+        /// resume URL naming the part after it.
+        fn parts(parts: Vec<Vec<Box<RawValue>>>) -> (Vec<Answer>, Vec<String>) {
+            let n = parts.len();
+            let url = |i: usize| format!("http://keap.test/crm/rest/v1/orders?part={i}");
+            let answers = parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, records)| {
+                    Ok(Fetched {
+                        pages: 1,
+                        records,
+                        truncated: i + 1 < n,
+                        resume_url: (i + 1 < n).then(|| url(i + 1)),
+                        ..Fetched::default()
+                    })
+                })
+                .collect();
+            (answers, (1..n).map(url).collect())
+        }
+
+        fn committed_ids(commit: &FakeCommit) -> Vec<Vec<String>> {
+            commit
+                .batches
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    b.events
+                        .iter()
+                        .map(|e| e.key.clone().unwrap_or_default())
+                        .collect()
+                })
+                .collect()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn the_next_part_of_a_window_is_fetched_while_this_part_commits() {
+            let (answers, urls) = parts(vec![
+                vec![order(1, 9), order(2, 8)],
+                vec![order(3, 7)],
+                vec![order(4, 6)],
+            ]);
+            let mut h = harness(answers, vec![]);
+            h.runner.permits = Arc::new(Semaphore::new(2));
+            *h.commit.takes.lock().unwrap() = Duration::from_secs(1);
+            run_for(h.runner, Duration::from_secs(30)).await;
+            let calls = h.source.calls.lock().unwrap();
+            let asked: Vec<&str> = calls[1..3].iter().map(|c| c.1.url.as_str()).collect();
+            assert_eq!(asked, urls);
+            let ended = h.commit.ended.lock().unwrap();
+            for part in 0..2 {
+                assert!(
+                    calls[part + 1].0 < ended[part],
+                    "part {} was fetched only after part {part} committed",
+                    part + 1
+                );
+            }
+            drop((calls, ended));
+            // Each part committed once, in order, each event once.
+            assert_eq!(
+                committed_ids(&h.commit),
+                vec![vec!["1", "2"], vec!["3"], vec!["4"]]
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_part_fetched_ahead_is_dropped_when_the_part_before_it_fails() {
+            let (mut answers, urls) =
+                parts(vec![vec![order(1, 9), order(2, 8)], vec![order(3, 7)]]);
+            // After the failed commit: the same two parts again.
+            let again = parts(vec![vec![order(1, 9), order(2, 8)], vec![order(3, 7)]]).0;
+            answers.extend(again);
+            let mut h = harness(
+                answers,
+                vec![Err(PublishError::MustAbort(KafkaError::Canceled))],
+            );
+            h.runner.permits = Arc::new(Semaphore::new(2));
+            run_for(h.runner, Duration::from_secs(30)).await;
+            let calls = h.source.calls.lock().unwrap();
+            let asked: Vec<&str> = calls.iter().map(|c| c.1.url.as_str()).collect();
+            assert_eq!(asked.len(), 4, "{asked:?}");
+            assert_eq!(asked[1], urls[0]);
+            // The failed part is fetched again from the checkpoint's start,
+            // not continued from the part fetched ahead of it.
+            assert_eq!(asked[2], asked[0]);
+            assert_eq!(asked[3], urls[0]);
+            drop(calls);
+            assert_eq!(
+                committed_ids(&h.commit),
+                vec![vec!["1", "2"], vec!["1", "2"], vec!["3"]],
+                "the part fetched ahead of the failed one was never published"
+            );
         }
 
         #[tokio::test(start_paused = true)]
