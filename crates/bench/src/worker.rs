@@ -86,6 +86,13 @@ impl Worker {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
+        // `BENCH_WORKER_X=v` sets the worker's `X=v`: settings are compared
+        // by running the same bench with and without them.
+        for (k, v) in std::env::vars() {
+            if let Some(name) = k.strip_prefix("BENCH_WORKER_") {
+                cmd.env(name, v);
+            }
+        }
         let started = Instant::now();
         let child = cmd
             .spawn()
