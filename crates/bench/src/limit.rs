@@ -150,6 +150,12 @@ fn produce(
         }
         producer.poll(Duration::ZERO);
         if transactional_id.is_some() {
+            // As the worker does (`publish::await_delivered`): rust-rdkafka's
+            // commit would otherwise wait in 100 ms poll slices.
+            let deadline = Instant::now() + TIMEOUT;
+            while producer.in_flight_count() > 0 && Instant::now() < deadline {
+                producer.poll(Duration::from_millis(1));
+            }
             producer
                 .commit_transaction(TIMEOUT)
                 .context("commit transaction")?;
