@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Properties the service sets itself, and why: passing them through would
 /// silently break a guarantee, or would be a second spelling of a setting.
@@ -229,10 +229,19 @@ pub struct EofAware;
 
 impl rdkafka::ClientContext for EofAware {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !is_end_of_partition(&error) {
             tracing::error!(message = "librdkafka error.", %error, reason);
         }
     }
+}
+
+/// The error callback reports the end of a partition as a global error
+/// (`Global error: PartitionEOF`), the message stream as its own kind.
+fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
 }
 
 impl rdkafka::consumer::ConsumerContext for EofAware {}
@@ -240,6 +249,17 @@ impl rdkafka::consumer::ConsumerContext for EofAware {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_a_partition_is_not_an_error_in_either_form() {
+        assert!(is_end_of_partition(&KafkaError::PartitionEOF(3)));
+        assert!(is_end_of_partition(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(!is_end_of_partition(&KafkaError::Global(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+    }
 
     #[test]
     fn roles_set_what_exactly_once_needs_over_the_base() {
