@@ -183,12 +183,12 @@ pub struct Settings {
     #[serde(default = "default_max_pages_per_poll")]
     pub max_pages_per_poll: u32,
     /// `MAX_RECORDS_PER_POLL`: records one poll reads before it publishes
-    /// and continues (checked between pages). Default 10 000; with the body
+    /// and continues (checked between pages). Default 5 000; with the body
     /// limit, a bound on a poll's memory.
     #[serde(default = "default_max_records_per_poll")]
     pub max_records_per_poll: usize,
     /// `MAX_BYTES_PER_POLL`: record bytes one window may hold before it is
-    /// cut short and continued by the next poll. Default 16 MiB.
+    /// cut short and continued by the next poll. Default 8 MiB.
     #[serde(default = "default_max_bytes_per_poll")]
     pub max_bytes_per_poll: u64,
 
