@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::Env;
 use crate::instances::{self, Shape};
-use crate::kafka;
 use crate::metrics;
 use crate::sandbox::{self, Sandbox};
 use crate::worker::{Names, Worker};
@@ -133,17 +132,9 @@ pub async fn run(env: &Env, seeded: &Seeded, run: usize) -> Result<BackfillRun> 
 
     let sandbox_cpu = seeded.sandbox.sample()?.cpu_seconds;
     let mut worker = Worker::start(env, &names, &instance_dir, &dir.join("worker.log"), &[])?;
-    let partitions = tokio::select! {
-        p = kafka::await_topic(&env.bootstrap, &names.events, timeout) => p?,
-        e = worker.exited() => return Err(e),
-    };
-    let consumer = kafka::committed_reader(
-        &env.bootstrap,
-        &env.unique("reader"),
-        &names.events,
-        partitions,
-        Duration::from_millis(100),
-    )?;
+    let consumer = worker
+        .events_reader(env, &names, timeout, Duration::from_millis(100))
+        .await?;
 
     let mut seen = 0u64;
     let mut bytes = 0u64;

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::Env;
 use crate::instances::{self, Shape};
-use crate::kafka;
 use crate::sandbox::{self, Sandbox};
 use crate::stats;
 use crate::worker::{Names, Worker};
@@ -89,17 +88,9 @@ pub async fn run(env: &Env, interval: u64, seconds: u64) -> Result<LatencyRun> {
     let names = Names::new(env, "latency");
     let mut worker = Worker::start(env, &names, &instance_dir, &dir.join("worker.log"), &[])?;
     let startup = Duration::from_secs(90);
-    let partitions = tokio::select! {
-        p = kafka::await_topic(&env.bootstrap, &names.events, startup) => p?,
-        e = worker.exited() => return Err(e),
-    };
-    let consumer = kafka::committed_reader(
-        &env.bootstrap,
-        &env.unique("reader"),
-        &names.events,
-        partitions,
-        READER_FETCH_WAIT,
-    )?;
+    let consumer = worker
+        .events_reader(env, &names, startup, READER_FETCH_WAIT)
+        .await?;
 
     let mut first: Option<Instant> = None;
     let mut samples: Vec<f64> = Vec::new();

@@ -130,7 +130,9 @@ enum Cmd {
         /// The markdown report.
         #[arg(long, default_value = "docs/benchmarks.md")]
         out: PathBuf,
-        /// Machine-readable results (default: WORK_DIR/results.json).
+        /// Machine-readable results (default: WORK_DIR/results.json, or
+        /// results-quick.json with --quick, so a smoke run never replaces
+        /// the numbers behind a full report).
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -230,7 +232,7 @@ async fn run(cli: Cli) -> Result<()> {
                 suite::Plan::full()
             };
             let results = suite::run(&env, &plan).await;
-            let json = json.unwrap_or_else(|| cli.work_dir.join("results.json"));
+            let json = json.unwrap_or_else(|| cli.work_dir.join(results::file_name(quick)));
             let text = serde_json::to_string_pretty(&results).context("results as JSON")?;
             std::fs::write(&json, text).with_context(|| format!("write {}", json.display()))?;
             std::fs::write(&out, report::markdown(&results))

@@ -48,7 +48,7 @@ fn header(out: &mut String, r: &Results) {
          commit {commit}; the run took {wall}. Every figure is set against a \
          baseline or target measured or fixed in the same run on the same \
          machine; targets are reported as met or not met and never fail the \
-         run. Raw numbers: `.cache/bench/results.json` (not committed).\n\n\
+         run. Raw numbers: `.cache/bench/{raw}` (not committed).\n\n\
          | machine | |\n|---|---|\n\
          | cores | {cores} |\n| CPU | {cpu} |\n| memory | {memory} |\n\
          | kernel | {kernel} |\n| Rust | {rustc} |\n\
@@ -61,6 +61,7 @@ fn header(out: &mut String, r: &Results) {
          target/release/poller-bench --help   # one benchmark at a time: limit, backfill, jobs, latency, peer\n\
          ```\n\n",
         mode = r.mode,
+        raw = crate::results::file_name(r.mode == "quick"),
         date = m.date,
         wall = duration(r.wall_seconds),
         cores = m.cores,

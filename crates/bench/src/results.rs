@@ -59,3 +59,13 @@ impl BackfillSet {
         median(&xs)
     }
 }
+
+/// Where `all` keeps its raw numbers by default: apart per mode, so a
+/// smoke run never replaces the numbers behind a full report.
+pub fn file_name(quick: bool) -> &'static str {
+    if quick {
+        "results-quick.json"
+    } else {
+        "results.json"
+    }
+}

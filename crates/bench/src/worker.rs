@@ -124,6 +124,28 @@ impl Worker {
         }
     }
 
+    /// A `read_committed` reader of the events topic, once the worker has
+    /// created it (within `timeout`, or the worker's exit is the error).
+    pub async fn events_reader(
+        &mut self,
+        env: &Env,
+        names: &Names,
+        timeout: Duration,
+        fetch_wait: Duration,
+    ) -> Result<rdkafka::consumer::StreamConsumer> {
+        let partitions = tokio::select! {
+            p = crate::kafka::await_topic(&env.bootstrap, &names.events, timeout) => p?,
+            e = self.exited() => return Err(e),
+        };
+        crate::kafka::committed_reader(
+            &env.bootstrap,
+            &env.unique("reader"),
+            &names.events,
+            partitions,
+            fetch_wait,
+        )
+    }
+
     /// Completes (with the reason) only when the process has ended: race it
     /// against a wait so that a crashed worker fails the run at once.
     pub async fn exited(&mut self) -> anyhow::Error {
