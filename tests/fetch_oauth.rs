@@ -281,6 +281,7 @@ fn stored(n: u32, left: TimeDelta) -> TokenSet {
         refresh_token: Secret::new(rt(n)),
         expires_at,
         issued_at: Some(expires_at - TimeDelta::hours(24)),
+        refused_at: None,
     }
 }
 

@@ -220,6 +220,11 @@ impl SeenSet {
         self.groups = self.groups.split_off(&bound);
     }
 
+    /// Forgets pairs dated after `bound`.
+    pub fn forget_after(&mut self, bound: DateTime<Utc>) {
+        self.groups.retain(|at, _| *at <= bound);
+    }
+
     /// The latest updated time held.
     pub fn latest(&self) -> Option<DateTime<Utc>> {
         self.groups.keys().next_back().copied()
@@ -331,6 +336,17 @@ pub enum CheckpointError {
         "checkpoint for {key}: version {version} is not supported (this build reads 1 and {CHECKPOINT_VERSION}): written by a newer release?"
     )]
     Version { key: String, version: u32 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RewindError {
+    #[error(
+        "--to {to} is not before the job's watermark {watermark}: a rewind replays changes after a time the job has passed"
+    )]
+    NotBehind {
+        to: DateTime<Utc>,
+        watermark: DateTime<Utc>,
+    },
 }
 
 /// Version 1's clear pairs.
@@ -462,6 +478,43 @@ impl Checkpoint {
         self.covered_before = Some(self.covered_before.map_or(bound, |c| c.max(bound)));
     }
 
+    /// This checkpoint moved back to `to`, for a deliberate replay: every
+    /// change dated after `to` is published once more, nothing dated at
+    /// or before it is. The watermark goes back to `to` (the next window
+    /// starts an overlap before it, as always); pairs dated after `to`
+    /// leave the dedupe set, those at or before it stay, so the overlap's
+    /// re-read publishes nothing twice; records older than the dedupe set
+    /// reaches are covered. A window cut short is abandoned (its resume
+    /// points past `to`). Counters and the poll rhythm stay.
+    ///
+    /// # Errors
+    /// `to` is not before the watermark (that would skip changes, not
+    /// replay them).
+    pub fn rewound_to(&self, to: DateTime<Utc>) -> Result<Checkpoint, RewindError> {
+        if to >= self.watermark {
+            return Err(RewindError::NotBehind {
+                to,
+                watermark: self.watermark,
+            });
+        }
+        let mut c = self.clone();
+        c.watermark = to;
+        c.started_from = c.started_from.min(to);
+        c.seen.forget_after(to);
+        c.resume = None;
+        // The dedupe set holds every pair from `covered_before` on, so
+        // records between it and `to` are told apart by the set; when `to`
+        // is older than that, nothing at or before `to` is known to be
+        // unpublished, and the first record after `to` is the bound.
+        c.covered_before = Some(match self.covered_before {
+            Some(covered) if covered <= to => covered,
+            _ => to
+                .checked_add_signed(TimeDelta::nanoseconds(1))
+                .unwrap_or(to),
+        });
+        Ok(c)
+    }
+
     /// The provider's measured clock skew.
     pub fn provider_skew(&self) -> Option<TimeDelta> {
         self.provider_skew_ms.map(TimeDelta::milliseconds)
@@ -575,6 +628,51 @@ mod tests {
         assert_eq!(back.seen.len(), 20_000);
         assert!((0..20_000).all(|id| back.has_published(&id.to_string(), at)));
         assert!(!back.has_published("20000", at));
+    }
+
+    #[test]
+    fn a_rewind_forgets_exactly_the_pairs_after_its_time() {
+        let mut c = Checkpoint::starting(JobId::new("shop", "orders"), t("2024-01-01T00:00:00Z"));
+        c.seen.insert("a", t("2024-01-01T00:05:00Z"));
+        c.seen.insert("b", t("2024-01-01T00:06:00Z"));
+        c.seen.insert("c", t("2024-01-01T00:07:00Z"));
+        c.watermark = t("2024-01-01T00:07:00Z");
+        c.covered_before = Some(t("2024-01-01T00:04:00Z"));
+        c.resume = Some(Resume {
+            start: t("2024-01-01T00:06:30Z"),
+            url: "https://x.test/next".into(),
+        });
+        let r = c.rewound_to(t("2024-01-01T00:06:00Z")).unwrap();
+        assert_eq!(r.watermark, t("2024-01-01T00:06:00Z"));
+        assert!(r.has_published("a", t("2024-01-01T00:05:00Z")));
+        assert!(
+            r.has_published("b", t("2024-01-01T00:06:00Z")),
+            "at T: kept"
+        );
+        assert!(
+            !r.has_published("c", t("2024-01-01T00:07:00Z")),
+            "after T: replayed"
+        );
+        assert_eq!(r.covered_before, Some(t("2024-01-01T00:04:00Z")));
+        assert_eq!(r.resume, None);
+        assert_eq!((r.polls, r.events), (c.polls, c.events));
+
+        // Older than the dedupe set reaches: covered from just after T.
+        let r = c.rewound_to(t("2024-01-01T00:01:00Z")).unwrap();
+        assert_eq!(
+            r.covered_before,
+            Some(t("2024-01-01T00:01:00Z") + TimeDelta::nanoseconds(1))
+        );
+        assert!(r.seen.is_empty());
+        // Before the job's start: the start moves too, or the replay
+        // would be cut at it.
+        let r = c.rewound_to(t("2023-12-31T23:00:00Z")).unwrap();
+        assert_eq!(r.started_from, t("2023-12-31T23:00:00Z"));
+
+        assert!(matches!(
+            c.rewound_to(t("2024-01-01T00:07:00Z")),
+            Err(RewindError::NotBehind { .. })
+        ));
     }
 
     #[test]

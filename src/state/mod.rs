@@ -12,6 +12,6 @@ pub mod layout;
 pub mod partition;
 pub mod restore;
 
-pub use checkpoint::{Checkpoint, JobId, Resume, SeenSet, StateKey};
+pub use checkpoint::{Checkpoint, JobId, Resume, RewindError, SeenSet, StateKey};
 pub use partition::partition_for;
 pub use restore::{Restored, restore_partition};

@@ -30,6 +30,12 @@ pub struct Restored {
     /// The partition count recorded in `meta/layout` (partition 0 only).
     pub layout: Option<i32>,
     pub records: u64,
+    /// When each job's latest checkpoint record was written (its Kafka
+    /// timestamp): the last commit of the job.
+    pub written_at: HashMap<JobId, chrono::DateTime<chrono::Utc>>,
+    /// One past the highest dedupe-set part number each job has live in
+    /// the partition, joined or not (what deleting the job must delete).
+    pub part_ends: HashMap<JobId, u32>,
     /// Dedupe-set parts by job and part number, until joined.
     parts: HashMap<JobId, BTreeMap<u32, Vec<u8>>>,
 }
@@ -40,6 +46,10 @@ impl Restored {
     /// job blocked): without it, changes would be published twice.
     fn join_parts(&mut self) {
         let mut parts = std::mem::take(&mut self.parts);
+        self.part_ends = parts
+            .iter()
+            .filter_map(|(job, p)| Some((job.clone(), p.keys().next_back()?.saturating_add(1))))
+            .collect();
         let mut broken = Vec::new();
         for (job, checkpoint) in &mut self.checkpoints {
             let mut mine = parts.remove(job).unwrap_or_default();
@@ -142,6 +152,13 @@ fn read(
                 match Checkpoint::decode(&key_text, bytes) {
                     Ok(c) => {
                         out.unreadable.remove(&job);
+                        if let Some(at) = msg
+                            .timestamp()
+                            .to_millis()
+                            .and_then(chrono::DateTime::from_timestamp_millis)
+                        {
+                            out.written_at.insert(job.clone(), at);
+                        }
                         out.checkpoints.insert(job, c);
                     }
                     Err(e) => {

@@ -80,6 +80,7 @@ impl TokenResponse {
             refresh_token,
             expires_at: now + lifetime,
             issued_at: Some(now),
+            refused_at: None,
         }
     }
 }

@@ -286,6 +286,11 @@ impl Inner {
                             );
                             return Ok(current.access_token);
                         } else {
+                            if let FetchError::Auth { error, .. } = &e
+                                && error == "invalid_grant"
+                            {
+                                self.remember_refusal(&mut st, now).await;
+                            }
                             return Err(e);
                         }
                     }
@@ -299,6 +304,30 @@ impl Inner {
         self.persist(&mut st).await?;
         drop(claim);
         Ok(access)
+    }
+
+    /// Marks the current set as refused by the provider and stores that
+    /// (once per refusal), so the state topic tells operators the instance
+    /// needs a new authorization. Best effort: the worker reports the
+    /// refusal itself whatever happens here, and the set is not new.
+    async fn remember_refusal(&self, st: &mut State, now: DateTime<Utc>) {
+        let Some(tokens) = st.tokens.as_mut() else {
+            return;
+        };
+        if tokens.refused_at.is_some() {
+            return;
+        }
+        tokens.refused_at = Some(now);
+        let Ok(bytes) = serde_json::to_vec(&*tokens) else {
+            return;
+        };
+        if let Err(error) = self.store.save(&self.instance_id, bytes).await {
+            tracing::debug!(
+                message = "Could not store that the OAuth2 grant was refused.",
+                instance = %self.instance_id,
+                %error,
+            );
+        }
     }
 
     /// Asks the store whether a rotation's result could be saved now.

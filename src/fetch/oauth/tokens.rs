@@ -32,6 +32,12 @@ pub struct TokenSet {
     /// which sets how early to refresh. Absent in sets stored by hand.
     #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<DateTime<Utc>>,
+    /// When the provider refused this set's refresh token for good
+    /// (`invalid_grant`): the instance needs a new authorization. Stored
+    /// so that operators see it from the state topic (`auth status`,
+    /// `state list`), not only from the worker that met the refusal.
+    #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub refused_at: Option<DateTime<Utc>>,
 }
 
 impl TokenSet {
@@ -118,6 +124,7 @@ mod tests {
                 refresh_token: Secret::new("rt"),
                 expires_at: expires,
                 issued_at: Some(issued),
+                refused_at: None,
             },
             expires - TimeDelta::seconds(left_s),
         )
@@ -149,6 +156,7 @@ mod tests {
             refresh_token: Secret::new("rt"),
             expires_at: DateTime::<Utc>::MAX_UTC,
             issued_at: Some(DateTime::<Utc>::MIN_UTC),
+            refused_at: None,
         };
         // Far from expiry, whatever the absurd lifetime says.
         assert!(!t.needs_refresh(Utc::now()));
