@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::ops::{Attention, Readiness};
-use crate::publish::{Batch, PartitionProducer, Topics};
+use crate::publish::{Batch, PartitionProducer, PublishError, Topics};
 use crate::state::restore_partition;
 use crate::state::{Checkpoint, StateKey};
 use crate::telemetry::events::CheckpointUnreadable;
@@ -118,6 +118,29 @@ impl Stop {
 
     pub fn why(&self) -> Option<Handback> {
         *self.why.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A commit that ends the period when the producer cannot be used again.
+struct HandsBack {
+    lane: Arc<dyn Commit>,
+    stop: Stop,
+}
+
+impl Commit for HandsBack {
+    fn commit(&self, batch: Batch) -> futures::future::BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(async move {
+            let result = self.lane.commit(batch).await;
+            if let Err(e) = &result
+                && e.is_fatal()
+            {
+                self.stop.hand_back(match e {
+                    PublishError::Fenced(_) => Handback::Fenced,
+                    _ => Handback::Broken,
+                });
+            }
+            result
+        })
     }
 }
 
@@ -227,8 +250,16 @@ async fn own(
     let stop = Stop::under(cancel);
     let vault = deps.vault(partition);
     // Released on every way out of this period, so no token is refreshed
-    // or saved for a partition this worker may no longer own.
-    let _lease = vault.lease(lane.clone(), stop.token().clone(), restored.tokens);
+    // or saved for a partition this worker may no longer own. A token
+    // commit that finds the producer fenced ends the period as a job's
+    // would: an instance whose polls all fail before committing (one
+    // waiting for authorization) commits nothing else, and would otherwise
+    // never learn that an operator's tool fenced it to store new tokens.
+    let token_lane: Arc<dyn Commit> = Arc::new(HandsBack {
+        lane: lane.clone(),
+        stop: stop.clone(),
+    });
+    let _lease = vault.lease(token_lane, stop.token().clone(), restored.tokens);
 
     // A new job's starting point is committed before its first poll, so a
     // crash before that poll cannot move it.
