@@ -36,7 +36,8 @@
 //! typed events that log and count, the Prometheus registry), [`kafka`] (the
 //! librdkafka configuration of every client), [`backoff`] (the one retry
 //! policy), [`crypto`] (tokens sealed at rest), [`secret`] (redacted
-//! strings), and the commands [`validate`] and [`tail`].
+//! strings), and the commands [`validate`], [`tail`] and the operator's
+//! [`admin`] (`state`, `auth`, `poll-once`).
 //!
 //! Data flows one way, downwards, with one deliberate exception: **token
 //! saves**. A rotated OAuth refresh token must be durable before the new
@@ -48,6 +49,7 @@
 //! The Keap-compatible simulator behind the `keap-sandbox` binary is its own
 //! crate (`crates/keap-sandbox`), a dev-dependency only.
 
+pub mod admin;
 pub(crate) mod backoff;
 pub(crate) mod crypto;
 pub mod detect;

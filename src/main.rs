@@ -7,7 +7,8 @@ use tokio_util::sync::CancellationToken;
 
 mod cli;
 
-use cli::{Cli, Command};
+use cli::{AuthCommand, Cli, Command, StateCommand};
+use event_poller::admin;
 use event_poller::javadate::Zone;
 use event_poller::settings::Settings;
 
@@ -39,6 +40,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve(settings))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::PollOnce {
+            instance,
+            resource,
+            since,
+            dry_run,
+        } => {
+            let settings = Settings::from_env()?;
+            event_poller::telemetry::init(settings.log_format, "warn");
+            let opts = admin::poll_once::PollOnceOptions {
+                instance,
+                resource,
+                since,
+                dry_run,
+            };
+            let summary = runtime()?.block_on(async {
+                let mut out = std::io::stdout().lock();
+                let mut err = std::io::stderr();
+                admin::poll_once::run(&settings, &opts, &mut out, &mut err).await
+            })?;
+            eprintln!(
+                "poll-once: {} event(s), {} dead letter(s), {} part(s){}",
+                summary.events,
+                summary.dead_letters,
+                summary.parts,
+                if opts.dry_run {
+                    "; dry run: nothing was written"
+                } else {
+                    "; committed"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State(command) => {
+            let settings = Settings::from_env()?;
+            event_poller::telemetry::init(settings.log_format, "warn");
+            runtime()?.block_on(state(&settings, command))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Auth(command) => {
+            let settings = Settings::from_env()?;
+            event_poller::telemetry::init(settings.log_format, "warn");
+            runtime()?.block_on(auth(&settings, command))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tail {
             topic,
             from_beginning,
@@ -63,6 +108,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn state(settings: &Settings, command: StateCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let mut input = std::io::stdin().lock();
+    match command {
+        StateCommand::List { json } => {
+            let rows = admin::state::list(settings).await?;
+            admin::state::print_list(&rows, json, &mut out)?;
+        }
+        StateCommand::Show { job } => {
+            admin::state::show(settings, &admin::parse_job(&job)?, &mut out).await?;
+        }
+        StateCommand::Rewind { job, to, yes } => {
+            let job = admin::parse_job(&job)?;
+            admin::state::rewind(settings, &job, to, yes, &mut input, &mut out).await?;
+        }
+        StateCommand::Reset { job, yes } => {
+            let job = admin::parse_job(&job)?;
+            admin::state::reset(settings, &job, yes, &mut input, &mut out).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn auth(settings: &Settings, command: AuthCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        AuthCommand::Exchange { instance, code } => {
+            let code = event_poller::secret::Secret::new(code.trim());
+            admin::auth::exchange(settings, &instance, code, &mut out).await?;
+        }
+        AuthCommand::Status { json } => {
+            let rows = admin::auth::status(settings).await?;
+            admin::auth::print_status(&rows, json, &mut out)?;
+        }
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

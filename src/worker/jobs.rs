@@ -24,6 +24,19 @@ impl Job {
     }
 }
 
+impl Job {
+    /// The job of `instance`'s resource `name`, polled or not (an operator
+    /// may try a disabled instance).
+    pub fn of(instance: &Arc<Instance>, name: &str) -> Option<Job> {
+        let index = instance.resources.iter().position(|r| r.name == name)?;
+        Some(Job {
+            id: JobId::new(&instance.id, name),
+            instance: instance.clone(),
+            resource: index,
+        })
+    }
+}
+
 /// The jobs of every polled instance, by state partition. Instances that
 /// are disabled (or webhook-driven) have no jobs.
 pub fn jobs_by_partition(instances: &[Arc<Instance>], partitions: i32) -> BTreeMap<i32, Vec<Job>> {

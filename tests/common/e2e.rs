@@ -111,9 +111,23 @@ pub fn spawn_poller(names: &Names, instances: &Instances, extra_env: &[(&str, &s
         .path()
         .join(format!("poller-{}.log", unique("run")));
     let file = std::fs::File::create(&log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_event-poller"));
+    let mut cmd = command(names, instances);
     cmd.arg("run")
-        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file));
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn event-poller");
+    Poller { child, log }
+}
+
+/// `event-poller` with the environment of [`spawn_poller`]'s workers (the
+/// same topics, group, instances and key), for its other commands.
+pub fn command(names: &Names, instances: &Instances) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_event-poller"));
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
         .env("EVENTS_TOPIC", &names.events)
@@ -127,15 +141,8 @@ pub fn spawn_poller(names: &Names, instances: &Instances, extra_env: &[(&str, &s
         .env("LOG_LEVEL", "event_poller=debug,info")
         // Any free port: pollers of parallel tests must not collide on the
         // default; a test that reads the endpoint passes its own address.
-        .env("OPS_LISTEN", "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file));
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("spawn event-poller");
-    Poller { child, log }
+        .env("OPS_LISTEN", "127.0.0.1:0");
+    cmd
 }
 
 impl Poller {

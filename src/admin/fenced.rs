@@ -1,0 +1,75 @@
+//! A state partition taken over for one change: fenced through its own
+//! transactional id, then read back, then written, as a worker taking it
+//! over does (see `worker::ownership`). Reading after fencing is what
+//! makes the change safe: no earlier owner can commit behind what was read.
+
+use std::sync::Arc;
+
+use crate::publish::{Batch, PartitionProducer, PublishError};
+use crate::state::{Restored, restore_partition};
+use crate::worker::WorkerConfig;
+use crate::worker::lane::{Commit, Lane};
+
+use super::AdminError;
+
+pub struct FencedPartition {
+    pub partition: i32,
+    /// The partition as of the fence.
+    pub restored: Restored,
+    lane: Arc<Lane>,
+}
+
+impl FencedPartition {
+    /// Fences the partition's owner and reads the partition to its end.
+    ///
+    /// # Errors
+    /// The producer cannot fence (broker away, not authorized) or the
+    /// partition cannot be read.
+    pub async fn take(config: &WorkerConfig, partition: i32) -> Result<Self, AdminError> {
+        let producer = PartitionProducer::fence(
+            &config.kafka,
+            &config.group,
+            Arc::new(config.topics.clone()),
+            partition,
+            config.txn,
+        )
+        .await
+        .map_err(|source| AdminError::Publish { partition, source })?;
+        let restored = restore_partition(
+            &config.kafka,
+            &config.topics.state,
+            partition,
+            config.restore_timeout,
+        )
+        .await?;
+        Ok(Self {
+            partition,
+            restored,
+            lane: Arc::new(Lane::new(producer)),
+        })
+    }
+
+    /// The partition's transactions, for code that commits as a job does.
+    pub fn lane(&self) -> Arc<dyn Commit> {
+        self.lane.clone()
+    }
+
+    /// Commits `batch` in one transaction.
+    ///
+    /// # Errors
+    /// [`AdminError::Raced`] when the owner fenced back first.
+    pub async fn commit(&self, batch: Batch) -> Result<(), AdminError> {
+        self.lane
+            .commit(batch)
+            .await
+            .map_err(|e| classify(self.partition, e))
+    }
+}
+
+/// A fenced producer means the live owner took the partition back.
+pub fn classify(partition: i32, e: PublishError) -> AdminError {
+    match e {
+        PublishError::Fenced(_) => AdminError::Raced { partition },
+        source => AdminError::Publish { partition, source },
+    }
+}
