@@ -264,6 +264,41 @@ async fn a_rewind_replays_exactly_the_changes_after_its_time_once_while_a_worker
         !shown.to_string().contains("refresh_token"),
         "no tokens: {shown}"
     );
+
+    // Reset: the job starts over as new (no backfill: from now), so
+    // nothing is published again, and it polls on.
+    let polls = shown["checkpoint"]["polls"].as_u64().expect("polls");
+    let out = ok(
+        &cli(
+            &run.names,
+            &run.files,
+            &["state", "reset", job, "--yes"],
+            "",
+            &[],
+        ),
+        "state reset",
+    );
+    assert!(out.contains("Reset shop/orders"), "{out}");
+    let restored = run.poller.logged("State partition restored.").len();
+    run.poller
+        .await_log(Duration::from_secs(90), |l| {
+            l.iter()
+                .filter(|l| l["message"] == "State partition restored.")
+                .count()
+                > restored
+        })
+        .await;
+    run.settle(2).await;
+    let row = listed(&run.names, &run.files, job);
+    assert!(
+        row["polls"].as_u64().is_some_and(|p| p < polls),
+        "started over: {row} (had {polls} polls)"
+    );
+    assert_eq!(
+        e2e::events(&run.names.events).await.len(),
+        events.len(),
+        "a reset replays nothing"
+    );
     run.stop().await;
 }
 
