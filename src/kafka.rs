@@ -246,6 +246,81 @@ fn is_end_of_partition(error: &KafkaError) -> bool {
 
 impl rdkafka::consumer::ConsumerContext for EofAware {}
 
+/// Whether librdkafka's error reports the broker refusing the client's
+/// credentials (SASL), rather than a broker that is away.
+fn is_authentication_failure(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::Global(
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed
+        )
+    )
+}
+
+/// Remembers librdkafka's reason for the first authentication failure.
+/// Every other error, and every log line, is left to the client doing the
+/// real work: this one only probes, and its failure is returned, not logged
+/// (librdkafka would log the same failure again, and on every retry).
+#[derive(Default)]
+struct AuthenticationWatch {
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for AuthenticationWatch {
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if is_authentication_failure(&error)
+            && let Ok(mut failure) = self.failure.lock()
+        {
+            failure.get_or_insert_with(|| reason.to_owned());
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for AuthenticationWatch {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// Blocks until the brokers of `base` accept its credentials (`None`), or
+/// refuse them (librdkafka's reason: it names the broker and the mechanism,
+/// never the password), or until `stop` is set (`None`).
+///
+/// librdkafka does not fail requests when authentication fails: it reports
+/// the failure on the client's main queue and keeps reconnecting, so an
+/// admin request just times out. And an admin client's main queue is never
+/// served, so nobody sees the report. This client's is, between metadata
+/// requests.
+pub fn authentication_failure(
+    base: &ClientConfig,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<String> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    use std::sync::atomic::Ordering;
+    // Not creatable: the caller's own client will report why.
+    let client: BaseProducer<AuthenticationWatch> = base
+        .create_with_context(AuthenticationWatch::default())
+        .ok()?;
+    while !stop.load(Ordering::Relaxed) {
+        // All topics: asking for one would let a producer auto-create it.
+        if client
+            .client()
+            .fetch_metadata(None, Duration::from_millis(500))
+            .is_ok()
+        {
+            return None;
+        }
+        // A window, not zero: one poll call serves all queued events only
+        // until its deadline, and the report may queue behind log events.
+        client.poll(Duration::from_millis(100));
+        if let Some(reason) = client.context().failure.lock().ok()?.take() {
+            return Some(reason);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +333,19 @@ mod tests {
         )));
         assert!(!is_end_of_partition(&KafkaError::Global(
             RDKafkaErrorCode::BrokerTransportFailure
+        )));
+    }
+
+    #[test]
+    fn only_refused_credentials_are_authentication_failures() {
+        assert!(is_authentication_failure(&KafkaError::Global(
+            RDKafkaErrorCode::Authentication
+        )));
+        assert!(is_authentication_failure(&KafkaError::Global(
+            RDKafkaErrorCode::SaslAuthenticationFailed
+        )));
+        assert!(!is_authentication_failure(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
         )));
     }
 

@@ -2,6 +2,8 @@
 //! every worker runs this, and operators may have created them with their
 //! own settings, which are left alone.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -35,6 +37,11 @@ pub enum TopicError {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    #[error(
+        "Kafka refused the credentials (SASL authentication failed; check \
+         KAFKA_PROPERTY_SASL_USERNAME, the password and KAFKA_PROPERTY_SASL_MECHANISM): {0}"
+    )]
+    Authentication(String),
 }
 
 /// How the topics the service creates are laid out.
@@ -48,8 +55,27 @@ pub struct TopicLayout {
 /// Creates the events, dead-letter and (compacted) state topics if missing.
 ///
 /// # Errors
-/// A topic the broker refuses to create for any reason but existing.
+/// A topic the broker refuses to create for any reason but existing; the
+/// broker refusing the credentials, as soon as it does (the first Kafka
+/// call of a worker is here).
 pub async fn ensure_topics(
+    kafka: &KafkaClients,
+    topics: &Topics,
+    layout: TopicLayout,
+) -> Result<(), TopicError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (base, flag) = (kafka.base(), stop.clone());
+    let mut refused =
+        tokio::task::spawn_blocking(move || crate::kafka::authentication_failure(&base, &flag));
+    let result = tokio::select! {
+        result = create_topics(kafka, topics, layout) => result,
+        Ok(Some(reason)) = &mut refused => Err(TopicError::Authentication(reason)),
+    };
+    stop.store(true, Ordering::Relaxed);
+    result
+}
+
+async fn create_topics(
     kafka: &KafkaClients,
     topics: &Topics,
     layout: TopicLayout,
