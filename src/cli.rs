@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use event_poller::secret::Secret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,8 +156,8 @@ pub enum AuthCommand {
         #[arg(long)]
         instance: PathBuf,
         /// The authorization code from the provider's redirect.
-        #[arg(long, env = "AUTH_CODE", hide_env_values = true)]
-        code: String,
+        #[arg(long, env = "AUTH_CODE", hide_env_values = true, value_parser = parse_secret)]
+        code: Secret,
     },
     /// Per instance: last refresh, token age, expiry, and whether it needs
     /// re-authorization.
@@ -166,6 +167,15 @@ pub enum AuthCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Trimmed (a pasted code often ends in a newline) and redacted from then
+/// on, `Debug` included.
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    match s.trim() {
+        "" => Err("empty".into()),
+        code => Ok(Secret::new(code)),
+    }
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {

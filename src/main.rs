@@ -137,7 +137,6 @@ async fn auth(settings: &Settings, command: AuthCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match command {
         AuthCommand::Exchange { instance, code } => {
-            let code = event_poller::secret::Secret::new(code.trim());
             admin::auth::exchange(settings, &instance, code, &mut out).await?;
         }
         AuthCommand::Status { json } => {
