@@ -16,6 +16,12 @@
 //!   `STATE_ENCRYPTION_KEY` and any `KAFKA_PROPERTY_*`; a trailing newline is
 //!   dropped.
 //!
+//! Since unknown variables are ignored, a misspelt one in a deployment
+//! would go unnoticed at run time. [`known_variables`] and
+//! [`check_variable_name`] say which names the binary reads, derived from
+//! the struct and the pass-through rules above, so that deployment files
+//! can be checked against them (`tests/deploy_drift.rs`).
+//!
 //! Every invalid value fails start-up with a message naming the variable,
 //! never repeating its value (it could be a secret).
 
@@ -37,6 +43,10 @@ use crate::secret::Secret;
 
 /// Prefix of the librdkafka pass-through variables.
 pub const KAFKA_PROPERTY_PREFIX: &str = "KAFKA_PROPERTY_";
+
+/// Settings that may come from a file named by `<VAR>_FILE` instead
+/// (secrets). `KAFKA_PROPERTY_*` variables may too.
+pub const SECRET_FILE_VARIABLES: &[&str] = &["STATE_ENCRYPTION_KEY"];
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -365,7 +375,9 @@ impl Settings {
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
         let mut vars: Vec<(String, String)> = vars.into_iter().collect();
-        read_secret_file(&mut vars, "STATE_ENCRYPTION_KEY")?;
+        for var in SECRET_FILE_VARIABLES {
+            read_secret_file(&mut vars, var)?;
+        }
         let mut settings: Settings =
             envy::from_iter(vars.iter().cloned()).map_err(|e| envy_error(&vars, &e))?;
         settings.kafka_properties = kafka_properties(&vars)?;
@@ -613,9 +625,9 @@ fn refused_by_librdkafka(name: &str, value: &str) -> Option<String> {
     one.set(name, value);
     match one.create_native_config() {
         Ok(_) => None,
-        Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..)) => Some(format!(
-            "librdkafka has no property {name} (Java-only client properties such as sasl.jaas.config have librdkafka equivalents: see its CONFIGURATION.md)"
-        )),
+        Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..)) => {
+            Some(unknown_property(name))
+        }
         Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_INVALID, ..)) => {
             Some(format!("librdkafka refuses the value of {name}"))
         }
@@ -623,38 +635,158 @@ fn refused_by_librdkafka(name: &str, value: &str) -> Option<String> {
     }
 }
 
+/// What a `KAFKA_PROPERTY_<NAME>[_FILE]` variable sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyVariable {
+    /// The librdkafka property: `<NAME>` lower-cased, `_` → `.`.
+    pub property: String,
+    /// `_FILE`: the value is the path of a file holding it.
+    pub from_file: bool,
+}
+
+/// The librdkafka property `var` passes through: `None` if `var` is not a
+/// `KAFKA_PROPERTY_*` variable. Judges the name alone (no value is read),
+/// so deployment files can be checked with it too.
+///
+/// # Errors
+/// `var` names no property, one the service manages, or one librdkafka
+/// does not have.
+pub fn kafka_property_variable(var: &str) -> Option<Result<PropertyVariable, SettingsError>> {
+    let rest = var.strip_prefix(KAFKA_PROPERTY_PREFIX)?;
+    let invalid = |reason: String| {
+        Some(Err(SettingsError::Invalid {
+            var: var.to_string(),
+            reason,
+        }))
+    };
+    let (rest, from_file) = match rest.strip_suffix("_FILE") {
+        Some(base) => (base, true),
+        None => (rest, false),
+    };
+    if rest.is_empty() {
+        return invalid("names no property".into());
+    }
+    let property = rest.to_ascii_lowercase().replace('_', ".");
+    if let Some((_, why)) = MANAGED_PROPERTIES.iter().find(|(n, _)| *n == property) {
+        return invalid(format!("{property} is managed by the service: {why}"));
+    }
+    if unknown_to_librdkafka(&property) {
+        return invalid(unknown_property(&property));
+    }
+    Some(Ok(PropertyVariable {
+        property,
+        from_file,
+    }))
+}
+
+/// Every variable name the binary reads besides `KAFKA_PROPERTY_*`: each
+/// field of [`Settings`] upper-cased, and `<VAR>_FILE` for
+/// [`SECRET_FILE_VARIABLES`]. The fields are asked of `Settings`'
+/// `Deserialize` implementation, the very list `envy` looks up, so a new
+/// setting is listed without anyone having to remember it.
+pub fn known_variables() -> Vec<String> {
+    let mut fields = Vec::new();
+    // Always an error: the recorder answers no value, only listens.
+    let _ = Settings::deserialize(FieldNames(&mut fields));
+    let mut names: Vec<String> = fields.iter().map(|f| f.to_ascii_uppercase()).collect();
+    names.extend(SECRET_FILE_VARIABLES.iter().map(|v| format!("{v}_FILE")));
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether `var` is a variable the binary reads: one of
+/// [`known_variables`], or a `KAFKA_PROPERTY_*` that
+/// [`kafka_property_variable`] accepts.
+///
+/// # Errors
+/// Why the binary would ignore or refuse `var`.
+pub fn check_variable_name(var: &str) -> Result<(), SettingsError> {
+    if known_variables().iter().any(|k| k == var) {
+        return Ok(());
+    }
+    match kafka_property_variable(var) {
+        Some(checked) => checked.map(|_| ()),
+        None => Err(SettingsError::Invalid {
+            var: var.to_string(),
+            reason: "not a variable event-poller reads (it would be ignored)".into(),
+        }),
+    }
+}
+
+/// A deserializer that answers no value but records the field names a
+/// derived `Deserialize` asks for. Fields marked `#[serde(skip)]` are not
+/// asked for, as `envy` does not read them.
+struct FieldNames<'a>(&'a mut Vec<&'static str>);
+
+impl<'de> Deserializer<'de> for FieldNames<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("only field names are recorded"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.extend_from_slice(fields);
+        Err(serde::de::Error::custom("only field names are recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
+fn unknown_property(name: &str) -> String {
+    format!(
+        "librdkafka has no property {name} (Java-only client properties such as sasl.jaas.config have librdkafka equivalents: see its CONFIGURATION.md)"
+    )
+}
+
+/// librdkafka looks a property's name up before it judges the value, so
+/// any value tells whether the name exists.
+fn unknown_to_librdkafka(name: &str) -> bool {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    let mut one = ClientConfig::new();
+    one.set(name, "");
+    matches!(
+        one.create_native_config(),
+        Err(KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN,
+            ..
+        ))
+    )
+}
+
 fn kafka_properties(vars: &[(String, String)]) -> Result<KafkaProperties, SettingsError> {
     let mut props = BTreeMap::new();
     for (var, value) in vars {
-        let Some(rest) = var.strip_prefix(KAFKA_PROPERTY_PREFIX) else {
+        let Some(checked) = kafka_property_variable(var) else {
             continue;
         };
-        let (rest, value) = match rest.strip_suffix("_FILE") {
-            Some(base) => {
-                let path = PathBuf::from(value);
-                let text =
-                    std::fs::read_to_string(&path).map_err(|source| SettingsError::SecretFile {
-                        var: var.clone(),
-                        path,
-                        source,
-                    })?;
-                (base, text.trim_end_matches(['\n', '\r']).to_string())
-            }
-            None => (rest, value.clone()),
+        let PropertyVariable {
+            property: name,
+            from_file,
+        } = checked?;
+        let value = if from_file {
+            let path = PathBuf::from(value);
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| SettingsError::SecretFile {
+                    var: var.clone(),
+                    path,
+                    source,
+                })?;
+            text.trim_end_matches(['\n', '\r']).to_string()
+        } else {
+            value.clone()
         };
-        if rest.is_empty() {
-            return Err(SettingsError::Invalid {
-                var: var.clone(),
-                reason: "names no property".into(),
-            });
-        }
-        let name = rest.to_ascii_lowercase().replace('_', ".");
-        if let Some((_, why)) = MANAGED_PROPERTIES.iter().find(|(n, _)| *n == name) {
-            return Err(SettingsError::Invalid {
-                var: var.clone(),
-                reason: format!("{name} is managed by the service: {why}"),
-            });
-        }
         refused_by_librdkafka(&name, &value).map_or(Ok(()), |reason| {
             Err(SettingsError::Invalid {
                 var: var.clone(),
@@ -802,6 +934,124 @@ mod tests {
         assert!(e.contains("no.such.thing"), "{e}");
         let e = err(&[("KAFKA_PROPERTY_ENABLE_IDEMPOTENCE", "false")]);
         assert!(e.contains("KAFKA_PROPERTY_ENABLE_IDEMPOTENCE"), "{e}");
+    }
+
+    /// The top-level field names of `Settings`' derived `Debug`
+    /// (`Settings { name: value, … }`): a view of the struct independent of
+    /// serde's.
+    fn debug_field_names(s: &Settings) -> Vec<String> {
+        let text = format!("{s:?}");
+        let body = text
+            .strip_prefix("Settings {")
+            .and_then(|b| b.strip_suffix('}'))
+            .expect("a braced struct");
+        let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+        let mut fields = vec![String::new()];
+        for c in body.chars() {
+            if quoted {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => quoted = false,
+                    _ => {}
+                }
+            } else {
+                match c {
+                    '"' => quoted = true,
+                    '{' | '(' | '[' => depth += 1,
+                    '}' | ')' | ']' => depth -= 1,
+                    ',' if depth == 0 => {
+                        fields.push(String::new());
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            fields.last_mut().expect("never empty").push(c);
+        }
+        fields
+            .iter()
+            .filter_map(|f| f.split_once(':').map(|(name, _)| name.trim().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn known_variables_are_every_field_envy_reads() {
+        let known = known_variables();
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        let mut fields: Vec<String> = debug_field_names(&s)
+            .into_iter()
+            // Filled from KAFKA_PROPERTY_*, not a variable of its own.
+            .filter(|f| f != "kafka_properties")
+            .map(|f| f.to_ascii_uppercase())
+            .collect();
+        assert!(fields.len() > 20, "{fields:?}");
+        fields.extend(SECRET_FILE_VARIABLES.iter().map(|v| format!("{v}_FILE")));
+        fields.sort();
+        assert_eq!(known, fields);
+        for var in &known {
+            check_variable_name(var).unwrap();
+        }
+    }
+
+    #[test]
+    fn variable_names_are_checked_like_the_settings_read_them() {
+        for ok in [
+            "WORKER_ID",
+            "STATE_ENCRYPTION_KEY_FILE",
+            "KAFKA_PROPERTY_SECURITY_PROTOCOL",
+            "KAFKA_PROPERTY_SASL_PASSWORD_FILE",
+            "KAFKA_PROPERTY_SSL_CA_LOCATION",
+        ] {
+            check_variable_name(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, says) in [
+            ("KAFKA_BOOTSTRAP_SERVER", "not a variable"),
+            ("OPS_LISTEN_FILE", "not a variable"),
+            ("KAFKA_PROPERTY_NO_SUCH_THING", "no.such.thing"),
+            ("KAFKA_PROPERTY_GROUP_ID", "WORKER_GROUP_ID instead"),
+            ("KAFKA_PROPERTY__FILE", "names no property"),
+        ] {
+            let e = check_variable_name(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains(says), "{bad}: {e}");
+        }
+        assert_eq!(
+            kafka_property_variable("KAFKA_PROPERTY_SASL_PASSWORD_FILE")
+                .unwrap()
+                .unwrap(),
+            PropertyVariable {
+                property: "sasl.password".into(),
+                from_file: true
+            }
+        );
+        assert!(kafka_property_variable("LOG_LEVEL").is_none());
+    }
+
+    #[test]
+    fn the_readme_documents_every_variable() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Settings (environment)")
+            .nth(1)
+            .and_then(|t| t.split("\n## ").next())
+            .expect("README has a settings section");
+        let mut documented = Vec::new();
+        for row in table.lines().filter(|l| l.starts_with("| `")) {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            for name in first.split('`').skip(1).step_by(2) {
+                if name.starts_with(KAFKA_PROPERTY_PREFIX) {
+                    continue;
+                }
+                if name == "_FILE" {
+                    let base = first.split('`').nth(1).unwrap_or_default();
+                    documented.push(format!("{base}_FILE"));
+                } else {
+                    documented.push(name.to_string());
+                }
+            }
+        }
+        documented.sort();
+        assert_eq!(documented, known_variables());
     }
 
     #[test]

@@ -22,29 +22,62 @@ use crate::event::EventType;
 /// `Content-Type` of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Metric names, as the README documents them.
+/// Metric names, as the README documents them, by kind. [`names::ALL`]
+/// and [`names::HISTOGRAMS`] are made from the same lists as the
+/// constants, so no name can be added without being listed: deployment
+/// files (dashboards, alerts) are checked against them
+/// (`tests/deploy_drift.rs`).
 pub mod names {
-    pub const POLLS: &str = "event_poller_polls_total";
-    pub const PAGES: &str = "event_poller_pages_total";
-    pub const RECORDS: &str = "event_poller_records_total";
-    pub const EVENTS: &str = "event_poller_events_total";
-    pub const DUPLICATES: &str = "event_poller_duplicates_skipped_total";
-    pub const DEAD_LETTERS: &str = "event_poller_dead_letters_total";
-    pub const WATERMARK_LAG: &str = "event_poller_watermark_lag_seconds";
-    pub const POLL_DURATION: &str = "event_poller_poll_duration_seconds";
-    pub const SCHEDULE_LATENESS: &str = "event_poller_schedule_lateness_seconds";
-    pub const HTTP_RESPONSES: &str = "event_poller_http_responses_total";
-    pub const THROTTLE_WAITS: &str = "event_poller_throttle_waits_total";
-    pub const TRANSACTIONS: &str = "event_poller_transactions_total";
-    pub const COMMIT_DURATION: &str = "event_poller_commit_duration_seconds";
-    pub const COMMIT_GROUP_SIZE: &str = "event_poller_commit_group_batches";
-    pub const LANE_WAIT: &str = "event_poller_lane_wait_seconds";
-    pub const RECORDS_REREAD: &str = "event_poller_records_reread_total";
-    pub const OWNED_PARTITIONS: &str = "event_poller_owned_partitions";
-    pub const READY: &str = "event_poller_ready";
-    pub const FUTURE_DATED: &str = "event_poller_future_dated_records_total";
-    pub const JOBS_BLOCKED: &str = "event_poller_jobs_blocked";
-    pub const NEEDING_AUTHORIZATION: &str = "event_poller_instances_needing_authorization";
+    macro_rules! metric_names {
+        (
+            counters { $($counter:ident = $counter_name:literal,)* }
+            gauges { $($gauge:ident = $gauge_name:literal,)* }
+            histograms { $($histogram:ident = $histogram_name:literal,)* }
+        ) => {
+            $(pub const $counter: &str = $counter_name;)*
+            $(pub const $gauge: &str = $gauge_name;)*
+            $(pub const $histogram: &str = $histogram_name;)*
+            /// Every metric family the worker serves.
+            pub const ALL: &[&str] = &[$($counter,)* $($gauge,)* $($histogram,)*];
+            /// The counters among them.
+            pub const COUNTERS: &[&str] = &[$($counter,)*];
+            /// The gauges among them.
+            pub const GAUGES: &[&str] = &[$($gauge,)*];
+            /// The histograms among them, served as `<name>_bucket`, `_sum`
+            /// and `_count`.
+            pub const HISTOGRAMS: &[&str] = &[$($histogram,)*];
+        };
+    }
+
+    metric_names! {
+        counters {
+            POLLS = "event_poller_polls_total",
+            PAGES = "event_poller_pages_total",
+            RECORDS = "event_poller_records_total",
+            EVENTS = "event_poller_events_total",
+            DUPLICATES = "event_poller_duplicates_skipped_total",
+            DEAD_LETTERS = "event_poller_dead_letters_total",
+            HTTP_RESPONSES = "event_poller_http_responses_total",
+            THROTTLE_WAITS = "event_poller_throttle_waits_total",
+            TRANSACTIONS = "event_poller_transactions_total",
+            RECORDS_REREAD = "event_poller_records_reread_total",
+            FUTURE_DATED = "event_poller_future_dated_records_total",
+        }
+        gauges {
+            WATERMARK_LAG = "event_poller_watermark_lag_seconds",
+            OWNED_PARTITIONS = "event_poller_owned_partitions",
+            READY = "event_poller_ready",
+            JOBS_BLOCKED = "event_poller_jobs_blocked",
+            NEEDING_AUTHORIZATION = "event_poller_instances_needing_authorization",
+        }
+        histograms {
+            POLL_DURATION = "event_poller_poll_duration_seconds",
+            SCHEDULE_LATENESS = "event_poller_schedule_lateness_seconds",
+            COMMIT_DURATION = "event_poller_commit_duration_seconds",
+            COMMIT_GROUP_SIZE = "event_poller_commit_group_batches",
+            LANE_WAIT = "event_poller_lane_wait_seconds",
+        }
+    }
 }
 
 /// A poll spans one request to a full window of pages and a commit: from
@@ -174,16 +207,18 @@ impl Metrics {
     }
 }
 
+/// The buckets of each histogram family.
+const BUCKETS: &[(&str, &[f64])] = &[
+    (names::POLL_DURATION, POLL_BUCKETS),
+    (names::COMMIT_DURATION, COMMIT_BUCKETS),
+    (names::SCHEDULE_LATENESS, LATENESS_BUCKETS),
+    (names::LANE_WAIT, COMMIT_BUCKETS),
+    (names::COMMIT_GROUP_SIZE, GROUP_BUCKETS),
+];
+
 fn recorder() -> PrometheusRecorder {
-    let buckets = [
-        (names::POLL_DURATION, POLL_BUCKETS),
-        (names::COMMIT_DURATION, COMMIT_BUCKETS),
-        (names::SCHEDULE_LATENESS, LATENESS_BUCKETS),
-        (names::LANE_WAIT, COMMIT_BUCKETS),
-        (names::COMMIT_GROUP_SIZE, GROUP_BUCKETS),
-    ];
     let mut builder = PrometheusBuilder::new();
-    for (name, values) in buckets {
+    for &(name, values) in BUCKETS {
         builder = builder
             .set_buckets_for_metric(Matcher::Full(name.to_string()), values)
             .expect("bucket lists are non-empty constants");
@@ -329,6 +364,147 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+    }
+
+    /// `# TYPE <family> <kind>` lines of a rendering.
+    fn families(text: &str) -> std::collections::BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, kind)| (name.to_string(), kind.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_listed_name_is_described_and_histograms_have_their_buckets() {
+        use std::collections::BTreeSet;
+        let (recorder, metrics) = Metrics::isolated();
+        metrics::with_local_recorder(&recorder, || {
+            for name in names::COUNTERS {
+                metrics::counter!(*name).increment(1);
+            }
+            for name in names::GAUGES {
+                metrics::gauge!(*name).set(1.0);
+            }
+            for name in names::HISTOGRAMS {
+                metrics::histogram!(*name).record(1.0);
+            }
+        });
+        let text = metrics.render();
+        for name in names::ALL {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no help text (describe() misses it):\n{text}"
+            );
+        }
+        let listed: BTreeSet<&str> = names::HISTOGRAMS.iter().copied().collect();
+        let bucketed: BTreeSet<&str> = BUCKETS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(listed, bucketed, "every histogram has buckets of its own");
+        let kinds: usize = [names::COUNTERS, names::GAUGES, names::HISTOGRAMS]
+            .iter()
+            .map(|k| k.len())
+            .sum();
+        let all: BTreeSet<&str> = names::ALL.iter().copied().collect();
+        assert_eq!((all.len(), kinds), (names::ALL.len(), names::ALL.len()));
+    }
+
+    /// What the worker serves is what its typed events emit: every one of
+    /// them, emitted once, renders exactly the listed families, each with
+    /// the listed kind.
+    #[test]
+    fn the_typed_events_serve_exactly_the_listed_families() {
+        use std::time::Duration;
+
+        use chrono::Utc;
+
+        use super::super::events::*;
+        use crate::publish::PublishError;
+        use crate::source::{FailureKind, FetchStats, SourceError};
+        use crate::state::JobId;
+
+        let (recorder, metrics) = Metrics::isolated();
+        let job = JobId::new("shop", "orders");
+        let now = Utc::now();
+        let aborted = PublishError::MustAbort(rdkafka::error::KafkaError::Canceled);
+        let elapsed = Duration::from_millis(5);
+        metrics::with_local_recorder(&recorder, || {
+            PollStarted {
+                job: &job,
+                since: now,
+                lateness: elapsed,
+            }
+            .emit();
+            WindowFetched {
+                job: &job,
+                stats: &FetchStats {
+                    status_counts: [(200, 1)].into(),
+                    ..FetchStats::default()
+                },
+            }
+            .emit();
+            PollCommitted {
+                job: &job,
+                poll_start: now,
+                records: 1,
+                pages: 1,
+                published: &[EventType::Created],
+                dead_letters: 0,
+                duplicates: 0,
+                watermark: now,
+                committed_at: now,
+                elapsed,
+            }
+            .emit();
+            FutureDatedSeen {
+                job: &job,
+                count: 1,
+                provider_now: now,
+                dead_lettered: false,
+            }
+            .emit();
+            PollFetchFailed {
+                job: &job,
+                error: &SourceError::new(FailureKind::Retriable, "HTTP 503"),
+                elapsed,
+            }
+            .emit();
+            PollAborted {
+                job: &job,
+                error: &aborted,
+                elapsed,
+            }
+            .emit();
+            PollProducerFailed {
+                job: &job,
+                error: &aborted,
+                elapsed,
+            }
+            .emit();
+            TransactionFinished {
+                result: TxnResult::Committed,
+                elapsed,
+                batches: 1,
+            }
+            .emit();
+            LaneTurn { waited: elapsed }.emit();
+            ReadinessChanged {
+                owned_partitions: 1,
+                ready: true,
+                blocked_jobs: 0,
+                needing_authorization: 0,
+            }
+            .emit();
+        });
+        let served = families(&metrics.render());
+        let listed: std::collections::BTreeMap<String, String> = [
+            (names::COUNTERS, "counter"),
+            (names::GAUGES, "gauge"),
+            (names::HISTOGRAMS, "histogram"),
+        ]
+        .iter()
+        .flat_map(|(list, kind)| list.iter().map(|n| (n.to_string(), kind.to_string())))
+        .collect();
+        assert_eq!(served, listed);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 pub(crate) mod events;
 pub(crate) mod metrics;
 
+/// The metric names the worker serves, for checks outside the crate
+/// (deployment files must not name a metric that does not exist).
+pub use self::metrics::names as metric_names;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
