@@ -22,17 +22,17 @@ use crate::event::EventType;
 /// `Content-Type` of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Metric names, as the README documents them, by kind. [`names::ALL`]
-/// and [`names::HISTOGRAMS`] are made from the same lists as the
-/// constants, so no name can be added without being listed: deployment
-/// files (dashboards, alerts) are checked against them
-/// (`tests/deploy_drift.rs`).
+/// Metric names and their labels, as the README documents them, by kind.
+/// [`names::ALL`], [`names::HISTOGRAMS`] and [`names::LABELS`] are made
+/// from the same lines as the constants, so no name can be added without
+/// being listed: deployment files (dashboards, alerts) are checked against
+/// them (`tests/deploy_drift.rs`).
 pub mod names {
     macro_rules! metric_names {
         (
-            counters { $($counter:ident = $counter_name:literal,)* }
-            gauges { $($gauge:ident = $gauge_name:literal,)* }
-            histograms { $($histogram:ident = $histogram_name:literal,)* }
+            counters { $($counter:ident = $counter_name:literal [$($counter_label:literal),*],)* }
+            gauges { $($gauge:ident = $gauge_name:literal [$($gauge_label:literal),*],)* }
+            histograms { $($histogram:ident = $histogram_name:literal [$($histogram_label:literal),*],)* }
         ) => {
             $(pub const $counter: &str = $counter_name;)*
             $(pub const $gauge: &str = $gauge_name;)*
@@ -43,39 +43,46 @@ pub mod names {
             pub const COUNTERS: &[&str] = &[$($counter,)*];
             /// The gauges among them.
             pub const GAUGES: &[&str] = &[$($gauge,)*];
-            /// The histograms among them, served as `<name>_bucket`, `_sum`
-            /// and `_count`.
+            /// The histograms among them, served as `<name>_bucket` (with
+            /// `le`), `_sum` and `_count`.
             pub const HISTOGRAMS: &[&str] = &[$($histogram,)*];
+            /// The labels of each family's series (`le` of the buckets
+            /// aside).
+            pub const LABELS: &[(&str, &[&str])] = &[
+                $(($counter, &[$($counter_label),*]),)*
+                $(($gauge, &[$($gauge_label),*]),)*
+                $(($histogram, &[$($histogram_label),*]),)*
+            ];
         };
     }
 
     metric_names! {
         counters {
-            POLLS = "event_poller_polls_total",
-            PAGES = "event_poller_pages_total",
-            RECORDS = "event_poller_records_total",
-            EVENTS = "event_poller_events_total",
-            DUPLICATES = "event_poller_duplicates_skipped_total",
-            DEAD_LETTERS = "event_poller_dead_letters_total",
-            HTTP_RESPONSES = "event_poller_http_responses_total",
-            THROTTLE_WAITS = "event_poller_throttle_waits_total",
-            TRANSACTIONS = "event_poller_transactions_total",
-            RECORDS_REREAD = "event_poller_records_reread_total",
-            FUTURE_DATED = "event_poller_future_dated_records_total",
+            POLLS = "event_poller_polls_total" ["job", "outcome"],
+            PAGES = "event_poller_pages_total" ["job"],
+            RECORDS = "event_poller_records_total" ["job"],
+            EVENTS = "event_poller_events_total" ["job", "type"],
+            DUPLICATES = "event_poller_duplicates_skipped_total" ["job"],
+            DEAD_LETTERS = "event_poller_dead_letters_total" ["job"],
+            HTTP_RESPONSES = "event_poller_http_responses_total" ["job", "status"],
+            THROTTLE_WAITS = "event_poller_throttle_waits_total" ["job"],
+            TRANSACTIONS = "event_poller_transactions_total" ["result"],
+            RECORDS_REREAD = "event_poller_records_reread_total" [],
+            FUTURE_DATED = "event_poller_future_dated_records_total" ["job"],
         }
         gauges {
-            WATERMARK_LAG = "event_poller_watermark_lag_seconds",
-            OWNED_PARTITIONS = "event_poller_owned_partitions",
-            READY = "event_poller_ready",
-            JOBS_BLOCKED = "event_poller_jobs_blocked",
-            NEEDING_AUTHORIZATION = "event_poller_instances_needing_authorization",
+            WATERMARK_LAG = "event_poller_watermark_lag_seconds" ["job"],
+            OWNED_PARTITIONS = "event_poller_owned_partitions" [],
+            READY = "event_poller_ready" [],
+            JOBS_BLOCKED = "event_poller_jobs_blocked" ["reason"],
+            NEEDING_AUTHORIZATION = "event_poller_instances_needing_authorization" [],
         }
         histograms {
-            POLL_DURATION = "event_poller_poll_duration_seconds",
-            SCHEDULE_LATENESS = "event_poller_schedule_lateness_seconds",
-            COMMIT_DURATION = "event_poller_commit_duration_seconds",
-            COMMIT_GROUP_SIZE = "event_poller_commit_group_batches",
-            LANE_WAIT = "event_poller_lane_wait_seconds",
+            POLL_DURATION = "event_poller_poll_duration_seconds" ["job"],
+            SCHEDULE_LATENESS = "event_poller_schedule_lateness_seconds" [],
+            COMMIT_DURATION = "event_poller_commit_duration_seconds" [],
+            COMMIT_GROUP_SIZE = "event_poller_commit_group_batches" [],
+            LANE_WAIT = "event_poller_lane_wait_seconds" [],
         }
     }
 }
@@ -495,7 +502,8 @@ mod tests {
             }
             .emit();
         });
-        let served = families(&metrics.render());
+        let text = metrics.render();
+        let served = families(&text);
         let listed: std::collections::BTreeMap<String, String> = [
             (names::COUNTERS, "counter"),
             (names::GAUGES, "gauge"),
@@ -505,6 +513,69 @@ mod tests {
         .flat_map(|(list, kind)| list.iter().map(|n| (n.to_string(), kind.to_string())))
         .collect();
         assert_eq!(served, listed);
+
+        let mut labels: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            names::ALL
+                .iter()
+                .map(|n| (n.to_string(), Default::default()))
+                .collect();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let series = line.split(' ').next().unwrap_or_default();
+            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
+            let family = names::HISTOGRAMS
+                .iter()
+                .find(|h| {
+                    ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(**h))
+                })
+                .map_or(name, |h| *h);
+            let found = labels.get_mut(family).expect("a listed family");
+            for pair in rest
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|p| !p.is_empty())
+            {
+                let label = pair.split('=').next().unwrap_or_default();
+                if label != "le" {
+                    found.insert(label.to_string());
+                }
+            }
+        }
+        let declared: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            names::LABELS
+                .iter()
+                .map(|(n, ls)| (n.to_string(), ls.iter().map(|l| l.to_string()).collect()))
+                .collect();
+        assert_eq!(labels, declared);
+    }
+
+    #[test]
+    fn the_readme_documents_every_family_with_its_labels() {
+        let readme = include_str!("../../README.md");
+        let documented: std::collections::BTreeMap<&str, Vec<&str>> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `event_poller_"))
+            .filter_map(|row| {
+                let mut cells = row.split('|').skip(1);
+                let name = cells.next()?.trim().trim_matches('`');
+                let labels = cells
+                    .next()?
+                    .split(',')
+                    .map(|l| l.trim().trim_matches('`'))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                Some((name, labels))
+            })
+            .collect();
+        let declared: std::collections::BTreeMap<&str, Vec<&str>> = names::LABELS
+            .iter()
+            .map(|(n, ls)| (*n, ls.to_vec()))
+            .collect();
+        assert_eq!(documented, declared);
     }
 
     #[test]
