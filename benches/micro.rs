@@ -200,7 +200,7 @@ const CATALOG: [Product; 4] = [
 /// the others were created days before (UPDATED).
 fn order(i: usize, modified: DateTime<Utc>) -> Value {
     let id = 10_000 + i as u64;
-    let created = if i % 4 == 0 {
+    let created = if i.is_multiple_of(4) {
         modified
     } else {
         modified - TimeDelta::days(1 + (i % 30) as i64)
@@ -236,11 +236,11 @@ fn order(i: usize, modified: DateTime<Utc>) -> Value {
     json!({
         "id": id,
         "title": "Online Sales Order",
-        "status": if i % 3 == 0 { "UNPAID" } else { "PAID" },
-        "recurring": i % 10 == 0,
+        "status": if i.is_multiple_of(3) { "UNPAID" } else { "PAID" },
+        "recurring": i.is_multiple_of(10),
         "total": 53.94,
-        "total_paid": if i % 3 == 0 { 0.0 } else { 53.94 },
-        "total_due": if i % 3 == 0 { 53.94 } else { 0.0 },
+        "total_paid": if i.is_multiple_of(3) { 0.0 } else { 53.94 },
+        "total_due": if i.is_multiple_of(3) { 53.94 } else { 0.0 },
         "refund_total": 0.0,
         "allow_payment": true,
         "allow_paypal": false,
