@@ -246,62 +246,70 @@ fn is_end_of_partition(error: &KafkaError) -> bool {
 
 impl rdkafka::consumer::ConsumerContext for EofAware {}
 
-/// Whether librdkafka's error reports the broker refusing the client's
-/// credentials (SASL), rather than a broker that is away.
-fn is_authentication_failure(error: &KafkaError) -> bool {
-    matches!(
-        error,
-        KafkaError::Global(
-            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed
-        )
-    )
+/// What the brokers refused before any request could be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// SASL: the credentials (librdkafka's reason).
+    Credentials(String),
+    /// TLS: the handshake, usually a CA that does not sign the broker's
+    /// certificate (librdkafka's reason).
+    Tls(String),
 }
 
-/// Remembers librdkafka's reason for the first authentication failure.
-/// Every other error, and every log line, is left to the client doing the
-/// real work: this one only probes, and its failure is returned, not logged
+/// The refusal librdkafka's error reports, if it is one, rather than a
+/// broker that is away.
+fn refusal(error: &KafkaError, reason: &str) -> Option<Refusal> {
+    match error {
+        KafkaError::Global(
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed,
+        ) => Some(Refusal::Credentials(reason.to_owned())),
+        KafkaError::Global(RDKafkaErrorCode::SSL) => Some(Refusal::Tls(reason.to_owned())),
+        _ => None,
+    }
+}
+
+/// Remembers librdkafka's reason for the first refusal. Every other
+/// error, and every log line, is left to the client doing the real work:
+/// this one only probes, and its finding is returned, not logged
 /// (librdkafka would log the same failure again, and on every retry).
 #[derive(Default)]
-struct AuthenticationWatch {
-    failure: std::sync::Mutex<Option<String>>,
+struct RefusalWatch {
+    found: std::sync::Mutex<Option<Refusal>>,
 }
 
-impl rdkafka::ClientContext for AuthenticationWatch {
+impl rdkafka::ClientContext for RefusalWatch {
     fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if is_authentication_failure(&error)
-            && let Ok(mut failure) = self.failure.lock()
+        if let Some(r) = refusal(&error, reason)
+            && let Ok(mut found) = self.found.lock()
         {
-            failure.get_or_insert_with(|| reason.to_owned());
+            found.get_or_insert(r);
         }
     }
 }
 
-impl rdkafka::producer::ProducerContext for AuthenticationWatch {
+impl rdkafka::producer::ProducerContext for RefusalWatch {
     type DeliveryOpaque = ();
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
-/// Blocks until the brokers of `base` accept its credentials (`None`), or
-/// refuse them (librdkafka's reason: it names the broker and the mechanism,
-/// never the password), or until `stop` is set (`None`).
+/// Blocks until the brokers of `base` answer (`None`), or refuse the
+/// client's credentials or TLS handshake (librdkafka's reason: it names
+/// the broker and the mechanism, never the password), or until `stop` is
+/// set (`None`).
 ///
-/// librdkafka does not fail requests when authentication fails: it reports
-/// the failure on the client's main queue and keeps reconnecting, so an
-/// admin request just times out. And an admin client's main queue is never
-/// served, so nobody sees the report. This client's is, between metadata
-/// requests.
-pub fn authentication_failure(
-    base: &ClientConfig,
-    stop: &std::sync::atomic::AtomicBool,
-) -> Option<String> {
+/// librdkafka does not fail requests when authentication or the handshake
+/// fails: it reports the failure on the client's main queue and keeps
+/// reconnecting, so an admin request just times out. And an admin
+/// client's main queue is never served, so nobody sees the report. This
+/// client's is, between metadata requests.
+pub fn refused(base: &ClientConfig, stop: &std::sync::atomic::AtomicBool) -> Option<Refusal> {
     use rdkafka::producer::{BaseProducer, Producer};
     use std::sync::atomic::Ordering;
     // Not creatable: the caller's own client will report why.
-    let client: BaseProducer<AuthenticationWatch> = base
-        .create_with_context(AuthenticationWatch::default())
-        .ok()?;
+    let client: BaseProducer<RefusalWatch> =
+        base.create_with_context(RefusalWatch::default()).ok()?;
     while !stop.load(Ordering::Relaxed) {
         // All topics: asking for one would let a producer auto-create it.
         if client
@@ -314,8 +322,8 @@ pub fn authentication_failure(
         // A window, not zero: one poll call serves all queued events only
         // until its deadline, and the report may queue behind log events.
         client.poll(Duration::from_millis(100));
-        if let Some(reason) = client.context().failure.lock().ok()?.take() {
-            return Some(reason);
+        if let Some(found) = client.context().found.lock().ok()?.take() {
+            return Some(found);
         }
     }
     None
@@ -337,16 +345,18 @@ mod tests {
     }
 
     #[test]
-    fn only_refused_credentials_are_authentication_failures() {
-        assert!(is_authentication_failure(&KafkaError::Global(
-            RDKafkaErrorCode::Authentication
-        )));
-        assert!(is_authentication_failure(&KafkaError::Global(
-            RDKafkaErrorCode::SaslAuthenticationFailed
-        )));
-        assert!(!is_authentication_failure(&KafkaError::Global(
-            RDKafkaErrorCode::AllBrokersDown
-        )));
+    fn only_refused_credentials_and_handshakes_are_refusals() {
+        let r = |code| refusal(&KafkaError::Global(code), "why");
+        assert_eq!(
+            r(RDKafkaErrorCode::Authentication),
+            Some(Refusal::Credentials("why".into()))
+        );
+        assert_eq!(
+            r(RDKafkaErrorCode::SaslAuthenticationFailed),
+            Some(Refusal::Credentials("why".into()))
+        );
+        assert_eq!(r(RDKafkaErrorCode::SSL), Some(Refusal::Tls("why".into())));
+        assert_eq!(r(RDKafkaErrorCode::AllBrokersDown), None);
     }
 
     #[test]

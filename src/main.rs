@@ -54,11 +54,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 since,
                 dry_run,
             };
-            let summary = runtime()?.block_on(async {
+            let summary = command_runtime(async {
                 let mut out = std::io::stdout().lock();
                 let mut err = std::io::stderr();
                 admin::poll_once::run(&settings, &opts, &mut out, &mut err).await
-            })?;
+            })??;
             eprintln!(
                 "poll-once: {} event(s), {} dead letter(s), {} part(s){}",
                 summary.events,
@@ -75,13 +75,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::State(command) => {
             let settings = Settings::from_env()?;
             event_poller::telemetry::init(settings.log_format, "warn");
-            runtime()?.block_on(state(&settings, command))?;
+            command_runtime(state(&settings, command))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Auth(command) => {
             let settings = Settings::from_env()?;
             event_poller::telemetry::init(settings.log_format, "warn");
-            runtime()?.block_on(auth(&settings, command))?;
+            command_runtime(auth(&settings, command))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tail {
@@ -145,6 +145,17 @@ async fn auth(settings: &Settings, command: AuthCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs a command's future to its end, then leaves whatever blocking
+/// calls it gave up on (a metadata request it no longer waits for after
+/// the broker refused the credentials) instead of waiting for their own
+/// timeouts.
+fn command_runtime<F: std::future::Future>(work: F) -> anyhow::Result<F::Output> {
+    let rt = runtime()?;
+    let out = rt.block_on(work);
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(out)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,8 +1,10 @@
 //! A broker that wants SASL/SCRAM-SHA-512 over TLS, started by
 //! `deploy/kafka/kafka.sh` (`KAFKA_SECURITY=sasl_ssl`) on its own port: the
 //! poller publishes through it with credentials passed as `KAFKA_PROPERTY_*`
-//! (the password from a file), `tail` and `state list` read through it, and
-//! a wrong password stops the poller at start-up with one clear error.
+//! (the password from a file), `tail`, `state list` and `state show` read
+//! through it; a wrong password stops the poller and the operator's
+//! commands at once with one clear error, and so does a CA that did not
+//! sign the broker's certificate.
 
 mod common;
 
@@ -25,6 +27,9 @@ const PASSWORD: &str = "sasl-test-password";
 const WRONG_PASSWORD: &str = "not-the-sasl-test-password";
 /// The one job of the test's instance.
 const JOB: &str = "shop/orders";
+/// A self-signed CA certificate that signed nothing of this test's broker
+/// (made once with `openssl req -x509`; public, its key discarded).
+const UNRELATED_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIDGzCCAgOgAwIBAgIUEZjnQ2PFM4lc1zpPejzeCBuvTe0wDQYJKoZIhvcNAQEL\nBQAwHDEaMBgGA1UEAwwRdW5yZWxhdGVkIHRlc3QgQ0EwIBcNMjYxMjAzMDY0MjM4\nWhgPMjEyNjExMDkwNjQyMzhaMBwxGjAYBgNVBAMMEXVucmVsYXRlZCB0ZXN0IENB\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA0GU8KWDPbBisufpSl2Q/\nlxPyEIXtX9koVD+rHYhkBC7DzMYwZabiQWsbMCbZPNJFIhnVc7X7+PcTp7+0UOqO\nkGjIzQWTsHpisZTv0t9uYsTdRCVRDh8u0INjPe8gKJcvSa5kUbIr/K8QprNixjOS\ncSliYhpSctT11q02UZTZC1eLrxfH429jQJ+9/epJ+Dzz29NCts3XL0xceXTh8KZW\n5/Rsn2Wprafqw6IYk67kyFrv/z0ZYAFK6h08d9p8axdCChUPCm8P9EgEeb+YoI+b\nJF5yDsElydBdAooLLdLPhigMtdpEe+YSP3rzORg0Qsxl9I9tNftZqS/9NiKEsGAk\nAwIDAQABo1MwUTAdBgNVHQ4EFgQUj94nOIKqROnOBE+pwYJvIl3sCwEwHwYDVR0j\nBBgwFoAUj94nOIKqROnOBE+pwYJvIl3sCwEwDwYDVR0TAQH/BAUwAwEB/zANBgkq\nhkiG9w0BAQsFAAOCAQEANBVNYek2jImVpz118MfGGFoRzbdywPOhuyP1WeDXx/UM\nMCESKNsxkhbgcPqcEiOxE83XeI8w+AX+wIrjjjGdqGybTxLL5ekxCA2BcBVXg6eU\naPOzYTCy+/4oNl/nKX79HsLL+J19ohtdxsl8YPA7NK7pP7BGmfFy6qDYCUso2FGy\ntskuRx1Y0JfsIlBqNykdAa12OUoGKtPwWiUn2MqplDZC176VwzD4XHMd/WFyDUJl\nw6EeXBcP+e+d9Zo+WIEHElYzQSPCTz3LNUbTgPzsPM4Je9SNnDxVePPCNEB5k8r2\npfcXJ6EB7CGwb+3wQD2flzRKvQNfAkJiGpXq3KRAjg==\n-----END CERTIFICATE-----\n";
 
 fn script(action: &str) -> (bool, String) {
     let out = Command::new("bash")
@@ -362,6 +367,62 @@ async fn a_sasl_ssl_broker_carries_events_and_refuses_a_wrong_password_at_start_
     for field in ["partition", "watermark"] {
         assert!(job.get(field).is_some(), "no {field} in {job}");
     }
+    let out = cli(
+        &["state", "show", JOB],
+        &reader_env,
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "state show: {}", text(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("state show prints JSON");
+    assert_eq!(shown["job"], JOB);
+
+    // 5. The operator's commands refuse wrong credentials as quickly and
+    // as clearly as the worker.
+    let wrong_owned = wrong.env();
+    let wrong_env = borrowed(&wrong_owned);
+    let mut wrong_reader = wrong_env.clone();
+    wrong_reader.extend_from_slice(&reader_env[good_env.len()..]);
+    let started = Instant::now();
+    let out = cli(&["state", "list"], &wrong_reader, Duration::from_secs(60));
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "state list with a wrong password");
+    assert!(stderr.contains("SASL authentication failed"), "{stderr}");
+    assert!(!stderr.contains(WRONG_PASSWORD), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused after {:?}",
+        started.elapsed()
+    );
+
+    // 6. A CA that does not sign the broker's certificate: one clear
+    // error about TLS, at start-up, not a minute of silence.
+    let unrelated = tempfile::NamedTempFile::new().expect("CA file");
+    std::fs::write(unrelated.path(), UNRELATED_CA).expect("write CA");
+    let system_ca = Credentials::new(unrelated.path().to_path_buf(), PASSWORD);
+    let started = Instant::now();
+    let mut untrusted = spawn_poller(&names, &files, &borrowed(&system_ca.env()));
+    let code = untrusted.await_exit(Duration::from_secs(60)).await;
+    let log = untrusted.log_text();
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "exit code {code:?}; log:\n{log}"
+    );
+    let about_it: Vec<&str> = log.lines().filter(|l| l.contains("TLS")).collect();
+    assert_eq!(
+        about_it.len(),
+        1,
+        "exactly one error about TLS; log:\n{log}"
+    );
+    assert!(
+        about_it[0].contains("KAFKA_PROPERTY_SSL_CA_LOCATION"),
+        "{}",
+        about_it[0]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "refused after {:?}; log:\n{log}",
+        started.elapsed()
+    );
 
     sb.stop().await.expect("sandbox stop");
 }

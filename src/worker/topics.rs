@@ -16,7 +16,7 @@ use crate::publish::Topics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
-    #[error("creating topics: {0}")]
+    #[error("Kafka topics: {0}")]
     Kafka(#[from] KafkaError),
     #[error("cannot create topic {topic}: {code:?}")]
     Refused {
@@ -42,6 +42,11 @@ pub enum TopicError {
          KAFKA_PROPERTY_SASL_USERNAME, the password and KAFKA_PROPERTY_SASL_MECHANISM): {0}"
     )]
     Authentication(String),
+    #[error(
+        "the TLS handshake with Kafka failed (check KAFKA_PROPERTY_SSL_CA_LOCATION: it must be \
+         the CA that signed the brokers' certificates): {0}"
+    )]
+    Tls(String),
 }
 
 /// How the topics the service creates are laid out.
@@ -63,13 +68,26 @@ pub async fn ensure_topics(
     topics: &Topics,
     layout: TopicLayout,
 ) -> Result<(), TopicError> {
+    unless_refused(kafka, create_topics(kafka, topics, layout)).await
+}
+
+/// `work`, unless the brokers refuse the credentials or the TLS handshake
+/// first: then that, at once, instead of `work`'s timeout (the first Kafka
+/// call of every command goes through here).
+async fn unless_refused<T>(
+    kafka: &KafkaClients,
+    work: impl std::future::Future<Output = Result<T, TopicError>>,
+) -> Result<T, TopicError> {
+    use crate::kafka::Refusal;
     let stop = Arc::new(AtomicBool::new(false));
     let (base, flag) = (kafka.base(), stop.clone());
-    let mut refused =
-        tokio::task::spawn_blocking(move || crate::kafka::authentication_failure(&base, &flag));
+    let mut refused = tokio::task::spawn_blocking(move || crate::kafka::refused(&base, &flag));
     let result = tokio::select! {
-        result = create_topics(kafka, topics, layout) => result,
-        Ok(Some(reason)) = &mut refused => Err(TopicError::Authentication(reason)),
+        result = work => result,
+        Ok(Some(why)) = &mut refused => Err(match why {
+            Refusal::Credentials(reason) => TopicError::Authentication(reason),
+            Refusal::Tls(reason) => TopicError::Tls(reason),
+        }),
     };
     stop.store(true, Ordering::Relaxed);
     result
@@ -137,6 +155,10 @@ async fn check_compacted(
 /// # Errors
 /// Metadata cannot be fetched or the topic does not exist.
 pub async fn partition_count(kafka: &KafkaClients, topic: &str) -> Result<i32, TopicError> {
+    unless_refused(kafka, count_partitions(kafka, topic)).await
+}
+
+async fn count_partitions(kafka: &KafkaClients, topic: &str) -> Result<i32, TopicError> {
     let admin: AdminClient<DefaultClientContext> = kafka.base().create()?;
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
