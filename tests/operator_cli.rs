@@ -386,3 +386,52 @@ async fn auth_exchange_revives_a_stranded_instance_while_a_worker_runs() {
     assert_eq!(revived["needsAuthorization"], false, "{revived}");
     run.stop().await;
 }
+
+/// `poll-once` without `--dry-run` is a poll of the job: it commits the
+/// window it prints (events and checkpoint) through the job's partition,
+/// and the worker started afterwards goes on from there, publishing
+/// nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn poll_once_commits_the_window_it_prints_and_the_worker_goes_on_from_it() {
+    let mut run = start(Setup::default()).await;
+    assert_eq!(run.poller.terminate(), Some(0), "clean exit on SIGTERM");
+    run.change(3, &[]).await;
+    let file = run.files.dir.path().join("shop.json");
+    let out = cli(
+        &run.names,
+        &run.files,
+        &[
+            "poll-once",
+            "--instance",
+            file.to_str().expect("utf-8 path"),
+            "--resource",
+            "orders",
+        ],
+        "",
+        &[],
+    );
+    let printed = ok(&out, "poll-once");
+    let mut printed: Vec<String> = printed.lines().map(str::to_string).collect();
+    let mut published: Vec<String> = common::read_committed_values(&run.names.events)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    printed.sort();
+    published.sort();
+    assert_eq!(printed.len(), 3, "{printed:?}");
+    assert_eq!(printed, published, "what it printed is what it committed");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("; committed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listed(&run.names, &run.files, "shop/orders")["events"], 3);
+
+    run.poller = e2e::spawn_poller(&run.names, &run.files, &[]);
+    run.settle(2).await;
+    run.round(1, &[]).await;
+    run.settle(1).await;
+    run.check().await;
+    run.stop().await;
+}
