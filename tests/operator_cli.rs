@@ -19,16 +19,21 @@ use serde_json::{Value, json};
 use common::e2e::{self, Instances, Names, Seen, control};
 use common::rounds::{PATIENCE, Setup, start};
 
-/// Workers here notice a fence within an interval and take their
-/// partition back two session timeouts later.
-const FAST_FENCE: [(&str, &str); 2] = [
-    ("KAFKA_SESSION_TIMEOUT_MS", "6000"),
-    ("KAFKA_HEARTBEAT_INTERVAL_MS", "1000"),
-];
+/// Workers here would wait 60 s for their group after a fence (two
+/// session timeouts): what they waited after every command before
+/// commands handed the partition back.
+const SLOW_GROUP: (&str, &str) = ("KAFKA_SESSION_TIMEOUT_MS", "30000");
 
-fn env(pairs: &[(&'static str, &'static str)]) -> Vec<(&'static str, String)> {
-    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+/// How long a worker fenced by a command may take to take its partition
+/// back once the command handed it back.
+const RETAKEN_WITHIN: Duration = Duration::from_secs(30);
+
+fn slow_group() -> Vec<(&'static str, String)> {
+    vec![(SLOW_GROUP.0, SLOW_GROUP.1.to_string())]
 }
+
+const HANDED_BACK: &str =
+    "State partition handed back by an operator's command; taking it over again.";
 
 /// Runs `event-poller ARGS` as the workers' operator would, with `stdin`
 /// as its input; panics if it cannot start.
@@ -155,7 +160,7 @@ async fn a_dry_run_prints_byte_for_byte_what_run_publishes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rewind_replays_exactly_the_changes_after_its_time_once_while_a_worker_runs() {
     let mut run = start(Setup {
-        env: env(&FAST_FENCE),
+        env: slow_group(),
         ..Setup::default()
     })
     .await;
@@ -208,17 +213,15 @@ async fn a_rewind_replays_exactly_the_changes_after_its_time_once_while_a_worker
         }
         after.iter().all(|id| n.get(id.as_str()) == Some(&2))
     };
-    e2e::await_events(
-        &run.names.events,
-        Duration::from_secs(90),
-        Some(&run.poller),
-        twice,
-    )
-    .await;
+    e2e::await_events(&run.names.events, RETAKEN_WITHIN, Some(&run.poller), twice).await;
     let fenced = run
         .poller
         .logged("Producer fenced by a newer owner; waiting for the group.");
     assert!(!fenced.is_empty(), "the worker was fenced by the rewind");
+    assert!(
+        !run.poller.logged(HANDED_BACK).is_empty(),
+        "and took the partition back when the rewind handed it back"
+    );
     let later = run.round(1, &[]).await;
     run.settle(3).await;
 
@@ -281,7 +284,7 @@ async fn a_rewind_replays_exactly_the_changes_after_its_time_once_while_a_worker
     assert!(out.contains("Reset shop/orders"), "{out}");
     let restored = run.poller.logged("State partition restored.").len();
     run.poller
-        .await_log(Duration::from_secs(90), |l| {
+        .await_log(RETAKEN_WITHIN, |l| {
             l.iter()
                 .filter(|l| l["message"] == "State partition restored.")
                 .count()
@@ -318,7 +321,7 @@ async fn auth_exchange_revives_a_stranded_instance_while_a_worker_runs() {
             access_token_ttl_seconds: 2,
             ..e2e::oauth_sandbox()
         }),
-        env: env(&FAST_FENCE),
+        env: slow_group(),
         ..Setup::default()
     })
     .await;
@@ -373,8 +376,10 @@ async fn auth_exchange_revives_a_stranded_instance_while_a_worker_runs() {
     assert!(out.contains("Authorized instance shop"), "{out}");
     assert!(!out.contains(&code), "the code is not echoed: {out}");
 
+    // The stranded job retries 30 s after its first refusal at the
+    // latest; then it finds the fence and takes the partition back.
     run.poller
-        .await_metrics(Duration::from_secs(120), |m| {
+        .await_metrics(Duration::from_secs(30) + RETAKEN_WITHIN, |m| {
             e2e::metric_sum(m, "event_poller_instances_needing_authorization")
                 .is_none_or(|n| n == 0.0)
         })

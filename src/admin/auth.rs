@@ -111,9 +111,11 @@ pub async fn exchange(
         .and_then(|plain| serde_json::from_slice::<crate::fetch::TokenSet>(&plain).ok())
         .map(|t| t.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_else(|| "-".into());
+    drop(_lease);
+    taken.release("auth exchange").await;
     writeln!(
         out,
-        "Authorized instance {id}: tokens stored sealed in state partition {partition} (access token expires {expires}). The worker owning the partition takes them up when it has taken the partition back (after its next commit finds it fenced)."
+        "Authorized instance {id}: tokens stored sealed in state partition {partition} (access token expires {expires}). The worker owning the partition takes them up when its next commit (its next retry, for a stranded instance) finds it fenced and it takes the partition back."
     )?;
     Ok(())
 }

@@ -2,11 +2,12 @@
 //! transactional id, then read back, then written, as a worker taking it
 //! over does (see `worker::ownership`). Reading after fencing is what
 //! makes the change safe: no earlier owner can commit behind what was read.
+//! Releasing it when done lets the fenced owner take it back at once.
 
 use std::sync::Arc;
 
 use crate::publish::{Batch, PartitionProducer, PublishError};
-use crate::state::{Restored, restore_partition};
+use crate::state::{Restored, StateKey, restore_partition};
 use crate::worker::WorkerConfig;
 use crate::worker::lane::{Commit, Lane};
 
@@ -63,6 +64,31 @@ impl FencedPartition {
             .commit(batch)
             .await
             .map_err(|e| classify(self.partition, e))
+    }
+}
+
+impl FencedPartition {
+    /// Hands the partition back: a last transaction whose only record is
+    /// the release marker, which tells the fenced owner it may take the
+    /// partition back at once rather than wait for its group. Best
+    /// effort: the change is committed already, and without the marker
+    /// the owner takes the partition back after its usual wait.
+    pub async fn release(self, command: &str) {
+        let marker = serde_json::json!({ "command": command, "at": chrono::Utc::now() });
+        let batch = Batch {
+            state: vec![(
+                StateKey::Released.encode(),
+                Some(marker.to_string().into_bytes()),
+            )],
+            ..Batch::default()
+        };
+        if let Err(error) = self.lane.commit(batch).await {
+            tracing::warn!(
+                message = "Could not hand the state partition back; its owner takes it back after its usual wait.",
+                partition = self.partition,
+                %error
+            );
+        }
     }
 }
 

@@ -193,6 +193,22 @@ pub async fn run(
         partition: taken.as_ref().map_or(0, |t| t.partition),
         prefetch: Prefetch::default(),
     };
+    let result = poll_window(&mut runner, &printing, events, dead_letters).await;
+    drop(runner);
+    if let Some(t) = taken {
+        t.release("poll-once").await;
+    }
+    result
+}
+
+/// Polls until the window is done (every part of it), printing each part
+/// once it is committed.
+async fn poll_window(
+    runner: &mut JobRunner,
+    printing: &Printing,
+    events: &mut dyn Write,
+    dead_letters: &mut dyn Write,
+) -> Result<Summary, AdminError> {
     let cancel = CancellationToken::new();
     let mut summary = Summary::default();
     loop {
@@ -229,7 +245,7 @@ pub async fn run(
             PollOutcome::Cancelled => "interrupted".into(),
         };
         return Err(AdminError::Poll {
-            job: job.id.clone(),
+            job: runner.job.id.clone(),
             reason,
         });
     }

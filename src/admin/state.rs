@@ -364,6 +364,7 @@ pub async fn rewind(
             ..Default::default()
         })
         .await?;
+    taken.release("state rewind").await;
     writeln!(
         out,
         "Rewound {job} (state partition {partition}) to {}: {forgotten} published change(s) after it will be published again, with any others after it, at the job's next poll.",
@@ -428,6 +429,7 @@ pub async fn reset(
             ..Default::default()
         })
         .await?;
+    taken.release("state reset").await;
     writeln!(
         out,
         "Reset {job} (state partition {partition}): it starts over at its next poll."

@@ -49,6 +49,9 @@ pub enum StateKey {
     /// `meta/layout` in partition 0: the partition count the records were
     /// written under (see [`crate::state::layout`]).
     Layout,
+    /// `meta/released`: an operator's command is done with the partition
+    /// it fenced (see `admin::fenced`); its owner may take it back at once.
+    Released,
     /// `seen/<instance>/<resource>/<n>`: part `n` of a job's dedupe set,
     /// when it is too large to travel inside the checkpoint record.
     SeenPart {
@@ -64,6 +67,7 @@ impl StateKey {
             StateKey::Job(job) => format!("job/{}/{}", enc(&job.instance), enc(&job.resource)),
             StateKey::Token { instance } => format!("token/{}", enc(instance)),
             StateKey::Layout => LAYOUT_KEY.to_string(),
+            StateKey::Released => RELEASED_KEY.to_string(),
             StateKey::SeenPart { job, part } => {
                 format!("seen/{}/{}/{part}", enc(&job.instance), enc(&job.resource))
             }
@@ -83,6 +87,9 @@ impl StateKey {
         if key == LAYOUT_KEY {
             return Some(StateKey::Layout);
         }
+        if key == RELEASED_KEY {
+            return Some(StateKey::Released);
+        }
         let mut parts = key.split('/');
         let key = match (parts.next()?, parts.next(), parts.next()) {
             ("job", Some(i), Some(r)) => StateKey::Job(JobId::new(dec(i)?, dec(r)?)),
@@ -97,18 +104,20 @@ impl StateKey {
     }
 
     /// The instance whose partition this record lives in (`None` for the
-    /// layout record, which lives in partition 0).
+    /// layout record, which lives in partition 0, and the release marker,
+    /// which lives in the partition it releases).
     pub fn instance(&self) -> Option<&str> {
         match self {
             StateKey::Job(job) => Some(&job.instance),
             StateKey::Token { instance } => Some(instance),
             StateKey::SeenPart { job, .. } => Some(&job.instance),
-            StateKey::Layout => None,
+            StateKey::Layout | StateKey::Released => None,
         }
     }
 }
 
 const LAYOUT_KEY: &str = "meta/layout";
+const RELEASED_KEY: &str = "meta/released";
 
 /// What a job has durably published. Written in the same transaction as the
 /// events it accounts for, so it can never run ahead of or behind them.
@@ -541,6 +550,8 @@ mod tests {
                 instance: "shop 1%".into(),
             },
             StateKey::Job(JobId::new("ümlaut", "orders")),
+            StateKey::Layout,
+            StateKey::Released,
         ] {
             assert_eq!(StateKey::decode(key.encode().as_bytes()), Some(key));
         }

@@ -33,6 +33,8 @@ pub struct Restored {
     /// When each job's latest checkpoint record was written (its Kafka
     /// timestamp): the last commit of the job.
     pub written_at: HashMap<JobId, chrono::DateTime<chrono::Utc>>,
+    /// Offset of the latest release marker ([`StateKey::Released`]).
+    pub released: Option<i64>,
     /// One past the highest dedupe-set part number each job has live in
     /// the partition, joined or not (what deleting the job must delete).
     pub part_ends: HashMap<JobId, u32>,
@@ -107,6 +109,60 @@ pub async fn restore_partition(
         })?
 }
 
+/// Records at the end of a partition looked at by [`released_after`]: an
+/// operator's release is the last record when nobody wrote after it.
+const TAIL: i64 = 16;
+
+/// Whether the last committed record of `partition` is a release marker
+/// written after offset `after` (the one a restore saw): an operator's
+/// command fenced the owner, committed its change, handed the partition
+/// back, and nobody has written since.
+///
+/// # Errors
+/// Kafka errors, or the end not reached within `timeout`.
+pub async fn released_after(
+    clients: &KafkaClients,
+    topic: &str,
+    partition: i32,
+    after: Option<i64>,
+    timeout: Duration,
+) -> Result<bool, RestoreError> {
+    let config = clients.committed_reader(&format!("restore.{topic}.{partition}"), true);
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let kafka = |source| RestoreError::Kafka { partition, source };
+        let consumer: BaseConsumer<EofAware> =
+            config.create_with_context(EofAware).map_err(kafka)?;
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, partition, timeout)
+            .map_err(kafka)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(low.max(high - TAIL)))
+            .map_err(kafka)?;
+        consumer.assign(&tpl).map_err(kafka)?;
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    return Ok(last.is_some_and(|(key, offset)| {
+                        key == Some(StateKey::Released) && after.is_none_or(|a| offset > a)
+                    }));
+                }
+                Some(Err(e)) => return Err(kafka(e)),
+                Some(Ok(m)) => last = Some((m.key().and_then(StateKey::decode), m.offset())),
+            }
+        }
+        Err(RestoreError::Timeout { partition, timeout })
+    })
+    .await
+    .map_err(|_| RestoreError::Kafka {
+        partition,
+        source: KafkaError::Canceled,
+    })?
+}
+
 fn read(
     config: &ClientConfig,
     topic: &str,
@@ -179,6 +235,7 @@ fn read(
                     .or_default()
                     .insert(part, bytes.to_vec());
             }
+            (StateKey::Released, _) => out.released = Some(msg.offset()),
             (StateKey::Layout, None) => out.layout = None,
             (StateKey::Layout, Some(bytes)) => match super::layout::decode(bytes) {
                 Some(n) => out.layout = Some(n),

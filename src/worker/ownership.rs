@@ -15,6 +15,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::ops::{Attention, Readiness};
 use crate::publish::{Batch, PartitionProducer, PublishError, Topics};
+use crate::state::restore::released_after;
 use crate::state::restore_partition;
 use crate::state::{Checkpoint, StateKey};
 use crate::telemetry::events::CheckpointUnreadable;
@@ -149,7 +150,8 @@ impl Commit for HandsBack {
 /// owns the partition now, and fencing back would start a tug of war. If
 /// the group still gives the partition to this worker after
 /// `fenced_wait`, it is taken over again (a deliberate fence, e.g. by an
-/// operator's tool, is not a rebalance).
+/// operator's tool, is not a rebalance), or as soon as the partition's
+/// last record is an operator's release (see [`await_group_or_release`]).
 pub async fn run_partition(
     deps: Arc<PartitionDeps>,
     partition: i32,
@@ -157,8 +159,11 @@ pub async fn run_partition(
     cancel: CancellationToken,
 ) {
     let mut failures: u32 = 0;
+    // The release marker the last restore saw: a newer one means an
+    // operator's command fenced this worker and is done.
+    let mut released = None;
     while !cancel.is_cancelled() {
-        let wait = match own(&deps, partition, &jobs, &cancel).await {
+        let wait = match own(&deps, partition, &jobs, &cancel, &mut released).await {
             Ok(None) => return,
             Ok(Some(Handback::Broken)) => {
                 failures = 0;
@@ -172,7 +177,10 @@ pub async fn run_partition(
                     wait = ?deps.config.fenced_wait
                 );
                 deps.readiness.taking_over(partition);
-                deps.config.fenced_wait
+                if !await_group_or_release(&deps, partition, released, &cancel).await {
+                    return;
+                }
+                continue;
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -190,6 +198,55 @@ pub async fn run_partition(
     }
 }
 
+/// How often a fenced partition looks for an operator's release.
+const RELEASE_CHECK: Duration = Duration::from_secs(1);
+
+/// Waits `fenced_wait` for the group to move the partition, unless the
+/// partition's last record turns out to be an operator's release first
+/// (`state rewind`, `auth exchange`, … fence the owner, commit, then hand
+/// the partition back): then it is taken back at once instead of pausing
+/// its jobs for two session timeouts. `false` if cancelled meanwhile.
+async fn await_group_or_release(
+    deps: &PartitionDeps,
+    partition: i32,
+    after: Option<i64>,
+    cancel: &CancellationToken,
+) -> bool {
+    let deadline = std::time::Instant::now() + deps.config.fenced_wait;
+    loop {
+        let step = RELEASE_CHECK.min(deadline.saturating_duration_since(std::time::Instant::now()));
+        if step.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = tokio::time::sleep(step) => {}
+        }
+        let kafka = &deps.config.kafka;
+        match released_after(
+            kafka,
+            &deps.topics.state,
+            partition,
+            after,
+            RELEASE_CHECK * 5,
+        )
+        .await
+        {
+            Ok(true) => {
+                info!(
+                    message = "State partition handed back by an operator's command; taking it over again.",
+                    partition
+                );
+                return true;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::debug!(message = "Could not look for an operator's release.", partition, %error);
+            }
+        }
+    }
+}
+
 /// One ownership period: returns when cancelled (`None`) or when the
 /// producer must be replaced (after stopping the jobs); errors before
 /// scheduling.
@@ -198,6 +255,7 @@ async fn own(
     partition: i32,
     jobs: &[Job],
     cancel: &CancellationToken,
+    released: &mut Option<i64>,
 ) -> Result<Option<Handback>, Box<dyn std::error::Error + Send + Sync>> {
     deps.readiness.taking_over(partition);
     let config = &deps.config;
@@ -220,6 +278,7 @@ async fn own(
         config.restore_timeout,
     )
     .await?;
+    *released = restored.released;
     for problem in &restored.problems {
         warn!(message = "Unreadable state record skipped.", partition, %problem);
     }
