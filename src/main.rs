@@ -46,8 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             dry_run,
         } => {
-            let settings = Settings::from_env()?;
-            event_poller::telemetry::init(settings.log_format, "warn");
+            let settings = command_settings()?;
             let opts = admin::poll_once::PollOnceOptions {
                 instance,
                 resource,
@@ -73,14 +72,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::State(command) => {
-            let settings = Settings::from_env()?;
-            event_poller::telemetry::init(settings.log_format, "warn");
+            let settings = command_settings()?;
             command_runtime(state(&settings, command))??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Auth(command) => {
-            let settings = Settings::from_env()?;
-            event_poller::telemetry::init(settings.log_format, "warn");
+            let settings = command_settings()?;
             command_runtime(auth(&settings, command))??;
             Ok(ExitCode::SUCCESS)
         }
@@ -91,8 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max,
             exit_at_end,
         } => {
-            let settings = Settings::from_env()?;
-            event_poller::telemetry::init(settings.log_format, "warn");
+            let settings = command_settings()?;
             let opts = event_poller::tail::TailOptions {
                 topic: topic.unwrap_or_else(|| settings.events_topic.clone()),
                 from_beginning,
@@ -145,6 +141,14 @@ async fn auth(settings: &Settings, command: AuthCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The settings of a command other than `run`, with logging at `warn`
+/// (a command's output is its own; the log is for trouble).
+fn command_settings() -> anyhow::Result<Settings> {
+    let settings = Settings::from_env()?;
+    event_poller::telemetry::init(settings.log_format, "warn");
+    Ok(settings)
 }
 
 /// Runs a command's future to its end, then leaves whatever blocking

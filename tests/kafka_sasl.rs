@@ -230,6 +230,43 @@ fn cli(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
     }
 }
 
+/// Starts the poller with `credentials` the broker refuses: it must exit
+/// non-zero within 30 s, with exactly one log line `about` the refusal,
+/// which says `names_it`. Returns the log.
+async fn refused_at_start_up(
+    names: &Names,
+    files: &e2e::Instances,
+    credentials: &Credentials,
+    about: impl Fn(&str) -> bool,
+    names_it: &str,
+) -> String {
+    let started = Instant::now();
+    let mut refused = spawn_poller(names, files, &borrowed(&credentials.env()));
+    let code = refused.await_exit(Duration::from_secs(60)).await;
+    let took = started.elapsed();
+    let log = refused.log_text();
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "exit code {code:?} after a refusal; log:\n{log}"
+    );
+    let about_it: Vec<&str> = log.lines().filter(|l| about(l)).collect();
+    assert_eq!(
+        about_it.len(),
+        1,
+        "exactly one error about the refusal; log:\n{log}"
+    );
+    assert!(
+        about_it[0].contains(names_it),
+        "the error names the problem: {}",
+        about_it[0]
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "refused after {took:?}; log:\n{log}"
+    );
+    log
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -311,36 +348,17 @@ async fn a_sasl_ssl_broker_carries_events_and_refuses_a_wrong_password_at_start_
     // 4. A wrong password: the poller stops at start-up, quickly, with one
     // error that names the problem and not the password.
     let wrong = Credentials::new(ca.clone(), WRONG_PASSWORD);
-    let started = Instant::now();
-    let mut refused = spawn_poller(&names, &files, &borrowed(&wrong.env()));
-    let code = refused.await_exit(Duration::from_secs(60)).await;
-    let took = started.elapsed();
-    let log = refused.log_text();
-    assert!(
-        code.is_some_and(|c| c != 0),
-        "exit code {code:?} after a refused password; log:\n{log}"
-    );
+    let log = refused_at_start_up(
+        &names,
+        &files,
+        &wrong,
+        |l| l.to_ascii_lowercase().contains("authentication"),
+        "SASL authentication failed",
+    )
+    .await;
     assert!(
         !log.contains(WRONG_PASSWORD),
         "the log repeats the password:\n{log}"
-    );
-    let about_it: Vec<&str> = log
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().contains("authentication"))
-        .collect();
-    assert_eq!(
-        about_it.len(),
-        1,
-        "exactly one error about the refused credentials; log:\n{log}"
-    );
-    assert!(
-        about_it[0].contains("SASL authentication failed"),
-        "the error names the problem: {}",
-        about_it[0]
-    );
-    assert!(
-        took < Duration::from_secs(30),
-        "refused after {took:?}; log:\n{log}"
     );
 
     // 3. `state list` reads the job's checkpoint through the same
@@ -398,31 +416,15 @@ async fn a_sasl_ssl_broker_carries_events_and_refuses_a_wrong_password_at_start_
     // error about TLS, at start-up, not a minute of silence.
     let unrelated = tempfile::NamedTempFile::new().expect("CA file");
     std::fs::write(unrelated.path(), UNRELATED_CA).expect("write CA");
-    let system_ca = Credentials::new(unrelated.path().to_path_buf(), PASSWORD);
-    let started = Instant::now();
-    let mut untrusted = spawn_poller(&names, &files, &borrowed(&system_ca.env()));
-    let code = untrusted.await_exit(Duration::from_secs(60)).await;
-    let log = untrusted.log_text();
-    assert!(
-        code.is_some_and(|c| c != 0),
-        "exit code {code:?}; log:\n{log}"
-    );
-    let about_it: Vec<&str> = log.lines().filter(|l| l.contains("TLS")).collect();
-    assert_eq!(
-        about_it.len(),
-        1,
-        "exactly one error about TLS; log:\n{log}"
-    );
-    assert!(
-        about_it[0].contains("KAFKA_PROPERTY_SSL_CA_LOCATION"),
-        "{}",
-        about_it[0]
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "refused after {:?}; log:\n{log}",
-        started.elapsed()
-    );
+    let untrusted = Credentials::new(unrelated.path().to_path_buf(), PASSWORD);
+    refused_at_start_up(
+        &names,
+        &files,
+        &untrusted,
+        |l| l.contains("TLS"),
+        "KAFKA_PROPERTY_SSL_CA_LOCATION",
+    )
+    .await;
 
     sb.stop().await.expect("sandbox stop");
 }

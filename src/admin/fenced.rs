@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use crate::publish::{Batch, PartitionProducer, PublishError};
-use crate::state::{Restored, StateKey, restore_partition};
+use crate::state::{Restored, StateKey};
 use crate::worker::WorkerConfig;
 use crate::worker::lane::{Commit, Lane};
 
-use super::AdminError;
+use super::{AdminError, read_partition};
 
 pub struct FencedPartition {
     pub partition: i32,
@@ -36,13 +36,7 @@ impl FencedPartition {
         )
         .await
         .map_err(|source| AdminError::Publish { partition, source })?;
-        let restored = restore_partition(
-            &config.kafka,
-            &config.topics.state,
-            partition,
-            config.restore_timeout,
-        )
-        .await?;
+        let restored = read_partition(config, partition).await?;
         Ok(Self {
             partition,
             restored,

@@ -86,10 +86,24 @@ pub enum AdminError {
     Output(#[from] std::io::Error),
 }
 
-/// The worker's view of the settings: the same group, topics and
-/// transactional ids as `run`.
+/// The worker's view of the settings (the same group, topics and
+/// transactional ids as `run`).
 fn worker_config(settings: &Settings) -> WorkerConfig {
     WorkerConfig::new(settings)
+}
+
+/// `partition` of the state topic, read back as a worker's restore reads it.
+async fn read_partition(
+    config: &WorkerConfig,
+    partition: i32,
+) -> Result<crate::state::Restored, AdminError> {
+    Ok(crate::state::restore_partition(
+        &config.kafka,
+        &config.topics.state,
+        partition,
+        config.restore_timeout,
+    )
+    .await?)
 }
 
 /// `instance/resource` as `state` commands take it: the resource is after

@@ -13,13 +13,13 @@ use serde_json::json;
 use crate::crypto::SealingKey;
 use crate::fetch::TokenSet;
 use crate::settings::Settings;
-use crate::state::{Checkpoint, JobId, Restored, StateKey, partition_for, restore_partition};
+use crate::state::{Checkpoint, JobId, Restored, StateKey, partition_for};
 use crate::worker::WorkerConfig;
 use crate::worker::topics::partition_count;
 
 use super::confirm::confirm;
 use super::fenced::FencedPartition;
-use super::{AdminError, worker_config};
+use super::{AdminError, read_partition, worker_config};
 
 /// Partitions read at once by `list`.
 const READ_AHEAD: usize = 4;
@@ -79,16 +79,7 @@ async fn partition_of(config: &WorkerConfig, instance: &str) -> Result<i32, Admi
 pub(super) async fn read_all(config: &WorkerConfig) -> Result<Vec<(i32, Restored)>, AdminError> {
     let n = partition_count(&config.kafka, &config.topics.state).await?;
     let reads = futures::stream::iter(0..n)
-        .map(|p| async move {
-            restore_partition(
-                &config.kafka,
-                &config.topics.state,
-                p,
-                config.restore_timeout,
-            )
-            .await
-            .map(|r| (p, r))
-        })
+        .map(|p| async move { read_partition(config, p).await.map(|r| (p, r)) })
         .buffered(READ_AHEAD);
     let mut out = Vec::new();
     let mut reads = std::pin::pin!(reads);
@@ -291,13 +282,7 @@ fn find<'a>(
 pub async fn show(settings: &Settings, job: &JobId, out: &mut dyn Write) -> Result<(), AdminError> {
     let config = worker_config(settings);
     let partition = partition_of(&config, &job.instance).await?;
-    let restored = restore_partition(
-        &config.kafka,
-        &config.topics.state,
-        partition,
-        config.restore_timeout,
-    )
-    .await?;
+    let restored = read_partition(&config, partition).await?;
     let checkpoint = find(&restored, job, partition, &config.topics.state)?;
     let doc = json!({
         "job": job.to_string(),
@@ -338,13 +323,7 @@ pub async fn rewind(
     let partition = partition_of(&config, &job.instance).await?;
     // Asked before the fence: a question waiting for a person must not
     // hold the owner's partition.
-    let before = restore_partition(
-        &config.kafka,
-        &config.topics.state,
-        partition,
-        config.restore_timeout,
-    )
-    .await?;
+    let before = read_partition(&config, partition).await?;
     let current = find(&before, job, partition, &config.topics.state)?;
     current.rewound_to(to)?;
     confirm(
@@ -387,14 +366,9 @@ pub async fn reset(
 ) -> Result<(), AdminError> {
     let config = worker_config(settings);
     let partition = partition_of(&config, &job.instance).await?;
-    let before = restore_partition(
-        &config.kafka,
-        &config.topics.state,
-        partition,
-        config.restore_timeout,
-    )
-    .await?;
-    if !before.checkpoints.contains_key(job) && !before.unreadable.contains_key(job) {
+    let before = read_partition(&config, partition).await?;
+    // An unreadable checkpoint is what a reset is for.
+    if !before.unreadable.contains_key(job) {
         find(&before, job, partition, &config.topics.state)?;
     }
     confirm(
